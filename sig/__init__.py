@@ -1,0 +1,73 @@
+"""sig: pysig's event dispatching in modern Python 3.
+
+Named *senders* declare *events*; *listeners* subscribe to one event of one
+sender, to every event of a sender, to every event of every sender, or to a
+``#channel`` event of any sender; ``#connect`` / ``#disconnect`` tell who is
+online; senders answer *requests*.
+
+    >>> import sig
+    >>> router = sig.Router()
+    >>> sender = router.addSender("my_sender", ["my_event_1", "my_event_2"])
+    >>> router.addListener(lambda info, data: print(info["event"], data), "my_sender", "my_event_1")
+    >>> sender.getSignal("my_event_1").trigger({"info1": "something"})
+    my_event_1 {'info1': 'something'}
+"""
+
+from __future__ import annotations
+
+from ._errors import CarrierError
+from ._errors import InvalidArgumentError
+from ._errors import InvalidIdentifierError
+from ._errors import NotRegisteredError
+from ._errors import ProtocolError
+from ._errors import RemoteError
+from ._errors import RemoteLookupError
+from ._errors import RemoteNameError
+from ._errors import RequestTimeout
+from ._errors import SenderConnectedError
+from ._errors import SigError
+from ._errors import UnknownEventError
+from ._errors import UnknownMethodError
+from ._errors import UnknownSenderError
+from ._event import Event
+from ._event import Signal
+from ._ident import CHANNEL_DECORATOR
+from ._ident import EVENT_CONNECT
+from ._ident import EVENT_DISCONNECT
+from ._log import LOG_LEVELS
+from ._log import SimpleLogger
+from ._log import setup_logger
+from ._router import Router
+from ._sender import Sender
+
+#: The version of sig.
+VERSION = "0.1.0"
+__version__ = VERSION
+
+__all__ = [
+    "VERSION",
+    "EVENT_CONNECT",
+    "EVENT_DISCONNECT",
+    "CHANNEL_DECORATOR",
+    "LOG_LEVELS",
+    "SimpleLogger",
+    "setup_logger",
+    "Router",
+    "Sender",
+    "Event",
+    "Signal",
+    "SigError",
+    "InvalidArgumentError",
+    "InvalidIdentifierError",
+    "UnknownSenderError",
+    "SenderConnectedError",
+    "UnknownEventError",
+    "UnknownMethodError",
+    "NotRegisteredError",
+    "ProtocolError",
+    "CarrierError",
+    "RequestTimeout",
+    "RemoteError",
+    "RemoteLookupError",
+    "RemoteNameError",
+]
