@@ -15,6 +15,8 @@ online; senders answer *requests*.
 
 from __future__ import annotations
 
+from ._carrier import Carrier
+from ._client import ClientRouter
 from ._errors import CarrierError
 from ._errors import InvalidArgumentError
 from ._errors import InvalidIdentifierError
@@ -39,6 +41,7 @@ from ._log import SimpleLogger
 from ._log import setup_logger
 from ._router import Router
 from ._sender import Sender
+from ._server import ServerRouter
 
 #: The version of sig.
 VERSION = "0.1.0"
@@ -53,6 +56,9 @@ __all__ = [
     "SimpleLogger",
     "setup_logger",
     "Router",
+    "ServerRouter",
+    "ClientRouter",
+    "Carrier",
     "Sender",
     "Event",
     "Signal",

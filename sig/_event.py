@@ -97,29 +97,30 @@ class Signal:
         self.objsender = objsender
         self.objevent = objevent
         self._router = objsender.objrouter
-        self._generation = -1
-        self._listeners: tuple[Listener, ...] = ()
+        # (router generation, flattened listeners), replaced in one store so that
+        # two threads rebuilding at once never pair a stale tuple with a new generation.
+        self._cache: tuple[int, tuple[Listener, ...]] = (-1, ())
 
     def getListeners(self) -> tuple[Listener, ...]:
         """Return the listeners a trigger calls now, in call order."""
         router = self._router
-        if self._generation != router._generation:
+        generation, listeners = self._cache
+        if generation != router._generation:
             # Read the generation first: a change racing with this rebuild
             # leaves it stale, so the next trigger rebuilds again.
             generation = router._generation
-            listeners: tuple[Listener, ...] = ()
+            listeners = ()
             for event in self.broad_events:
                 listeners += event.listeners
-            self._listeners = listeners + self.objevent.listeners
-            self._generation = generation
-        return self._listeners
+            listeners += self.objevent.listeners
+            self._cache = (generation, listeners)
+        return listeners
 
     def trigger(self, data: Any = None) -> None:
         """Call every listener of this event with ``(info, data)``."""
         info = self.event_info
-        if self._generation == self._router._generation:
-            listeners = self._listeners
-        else:
+        generation, listeners = self._cache
+        if generation != self._router._generation:
             listeners = self.getListeners()
         for listener in listeners:
             try:

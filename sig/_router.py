@@ -102,6 +102,8 @@ class Router:
         Raises:
             NotRegisteredError: ``listener`` is not registered there.
         """
+        check_optional_ident(sender, "sender")
+        check_optional_ident(event, "event")
         with self._lock:
             objsender = self.senders.get(sender)
             objevent = objsender.events.get(event) if objsender is not None else None
@@ -230,6 +232,7 @@ class Router:
             UnknownMethodError: it has no handler for ``method``.
             Exception: whatever the handler raised.
         """
+        check_optional_ident(sender, "sender")
         objsender = self.senders.get(sender) if sender is not None else None
         if objsender is None or not objsender.connected_sender:
             raise UnknownSenderError("sender %r is not connected" % (sender,))

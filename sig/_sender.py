@@ -95,6 +95,7 @@ class Sender:
         """
         if self.name is None or event is None:
             raise InvalidArgumentError("a signal needs a named sender and a named event")
+        check_ident(event, "event")
         objevent = self.events.get(event)
         if objevent is None or not self._declares(event):
             raise UnknownEventError("sender %r does not declare event %r" % (self.name, event))

@@ -1,0 +1,188 @@
+"""The Carrier contract: how routers send and receive messages.
+
+A carrier moves messages between a :class:`~sig.ServerRouter` and its
+:class:`~sig.ClientRouter` peers. The documented pysig contract is kept:
+
+* ``pack(message)`` / ``unpack(data)``: JSON by default, may be overridden;
+* ``handleRX(clientid, message)``: the carrier calls it for every message (not
+  reply) it receives; it returns the reply to send back;
+* ``handleTX(clientid, message)``: the router calls it to send a message and
+  gets the (unpacked) reply back. A custom carrier implements this;
+* ``handle_client_connected(clientid)`` / ``handle_client_disconnected(clientid)``
+  / ``handle_all_clients_diconnected()`` (sic): the carrier tells the router.
+
+sig adds two non-blocking entry points, :meth:`Carrier.call` and
+:meth:`Carrier.post`. The built-in carriers implement them so that signals are
+pipelined; for a custom carrier written the 0.7.3 way they fall back to
+``handleTX``, in lock-step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import Future
+from typing import Any, Callable
+
+from ._codec import Status, make_reply
+from ._errors import CarrierError
+
+__all__ = ["Carrier", "ClientId", "RpcMethod"]
+
+logger = logging.getLogger("sig.carrier")
+
+#: Identifies one peer of a carrier (any hashable).
+ClientId = Any
+#: An RPC method: ``method(clientid, params) -> response``.
+RpcMethod = Callable[[Any, dict], Any]
+
+
+class Carrier:
+    """Base class of every carrier.
+
+    Attributes:
+        methods: ``{name: method(clientid, params)}``; set by the router.
+        callback_rx: optional ``callback(clientid, message)`` run for every message received.
+        callback_client_connected, callback_client_disconnected,
+        callback_all_clients_disconnected, callback_client_ready: set by the router.
+    """
+
+    def __init__(self) -> None:
+        self.callback_rx: Callable[[ClientId, dict], Any] | None = None
+        self.methods: dict[str, RpcMethod] | None = None
+        self.callback_client_connected: Callable[[ClientId], Any] | None = None
+        self.callback_client_disconnected: Callable[[ClientId], Any] | None = None
+        self.callback_all_clients_disconnected: Callable[[], Any] | None = None
+        self.callback_client_ready: Callable[[ClientId], Any] | None = None
+
+    # -- packing -----------------------------------------------------------
+
+    def pack(self, message: dict[str, Any]) -> Any:
+        """Encode a message for the medium (JSON text by default); ``None`` if it cannot be."""
+        try:
+            return json.dumps(message)
+        except (TypeError, ValueError) as exc:
+            logger.error("pack failed: %s", exc)
+            return None
+
+    def unpack(self, data: Any) -> dict[str, Any] | None:
+        """Decode data from the medium into a message dict; ``None`` if it cannot be."""
+        try:
+            message = json.loads(data)
+        except (TypeError, ValueError) as exc:
+            logger.error("unpack failed: %s", exc)
+            return None
+        if not isinstance(message, dict):
+            logger.error("unpack failed: a message must be a JSON object, not %s", type(message).__name__)
+            return None
+        return message
+
+    # -- receiving -----------------------------------------------------------
+
+    def handleRX(self, clientid: ClientId, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Handle a received message; return the reply to send back (never raises)."""
+        if self.callback_rx is not None:
+            try:
+                self.callback_rx(clientid, message)
+            except Exception:
+                logger.exception("callback_rx failed")
+        if self.methods is not None:
+            return self.handleRPC(clientid, message)
+        return None
+
+    def handleRPC(self, clientid: ClientId, message: Any) -> dict[str, Any]:
+        """Run the RPC method a message names and return the reply (never raises)."""
+        if not isinstance(message, dict):
+            return make_reply(None, Status.NO_METHOD, exc=TypeError("a message must be a JSON object"))
+        message_id = message.get("id")
+        method = message.get("method")
+        if method is None:
+            logger.error("no method in message %.200r", message)
+            return make_reply(message_id, Status.NO_METHOD, exc=ValueError("the message has no method field"))
+        params = message.get("params")
+        if params is None:
+            params = {}
+        fn = self.methods.get(method) if isinstance(method, str) and self.methods else None
+        if fn is None:
+            logger.error("unknown method %r from %r", method, clientid)
+            return make_reply(message_id, Status.UNKNOWN_METHOD, exc=LookupError("unknown method %r" % (method,)))
+        if not isinstance(params, dict):
+            return make_reply(
+                message_id, Status.METHOD_FAILED, exc=TypeError("params of %r must be a JSON object" % method)
+            )
+        try:
+            response = fn(clientid, params)
+        except Exception as exc:
+            logger.warning("method %r from %r failed: %s", method, clientid, exc)
+            logger.debug("method %r traceback", method, exc_info=True)
+            return make_reply(message_id, Status.METHOD_FAILED, exc=exc)
+        return make_reply(message_id, Status.OK, response)
+
+    # -- sending ---------------------------------------------------------------
+
+    def handleTX(self, clientid: ClientId, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Send ``message`` to ``clientid`` and return its unpacked reply.
+
+        A carrier written the pysig 0.7.3 way implements this. The default does nothing.
+        """
+        return None
+
+    def call(self, clientid: ClientId, message: dict[str, Any], timeout: float | None = None) -> Future[Any]:
+        """Send a message that wants a reply; the future gets the reply dict.
+
+        The default runs :meth:`handleTX` in the calling thread.
+        """
+        future: Future[Any] = Future()
+        try:
+            reply = self.handleTX(clientid, message)
+        except Exception as exc:
+            future.set_exception(CarrierError("sending %s failed: %s" % (message.get("method"), exc)))
+            return future
+        if reply is None:
+            future.set_exception(CarrierError("no reply to %s" % (message.get("method"),)))
+        else:
+            future.set_result(reply)
+        return future
+
+    def post(self, clientid: ClientId, message: dict[str, Any]) -> None:
+        """Send a message that needs no reply (a signal). The default runs :meth:`handleTX`."""
+        future = self.call(clientid, message)
+        exc = future.exception()
+        if exc is not None:
+            logger.warning("%s", exc)
+            return
+        reply = future.result()
+        if reply.get("status") != Status.OK:
+            logger.warning("%s to %r failed: %s", message.get("method"), clientid, reply.get("exception"))
+
+    def isConnected(self) -> bool:
+        """Tell whether the carrier can move messages now (always true unless overridden)."""
+        return True
+
+    # -- peer state ----------------------------------------------------------------
+
+    def handle_client_connected(self, clientid: ClientId) -> None:
+        """Tell the router a peer connected."""
+        if self.callback_client_connected is not None:
+            self.callback_client_connected(clientid)
+
+    def handle_client_ready(self, clientid: ClientId) -> None:
+        """Tell the router a peer is connected and its ``on_connected`` callback has run."""
+        if self.callback_client_ready is not None:
+            self.callback_client_ready(clientid)
+
+    def handle_client_disconnected(self, clientid: ClientId) -> None:
+        """Tell the router a peer disconnected."""
+        if self.callback_client_disconnected is not None:
+            self.callback_client_disconnected(clientid)
+
+    def handle_all_clients_diconnected(self) -> None:  # noqa: D401 - documented pysig spelling
+        """Tell the router every peer disconnected (pysig's spelling; see the alias)."""
+        if self.callback_all_clients_disconnected is not None:
+            self.callback_all_clients_disconnected()
+
+    def handle_all_clients_disconnected(self) -> None:
+        """Tell the router every peer disconnected (correctly spelled alias)."""
+        self.handle_all_clients_diconnected()
+
+    is_connected = isConnected

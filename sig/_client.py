@@ -1,0 +1,335 @@
+"""ClientRouter: registers senders and listeners on a ServerRouter through a carrier.
+
+``addSender`` / ``addListener`` stay local, as in pysig; ``addRemoteSender``,
+``addRemoteListener``, ``removeRemoteSender``, ``removeRemoteListener`` and
+``remoteRequest`` reach the server.
+
+Beyond pysig 0.7.3: remote registrations survive a reconnection (they are
+registered again by themselves, after ``on_connected`` has run, unless the
+callback registered them itself); signals triggered while disconnected are
+buffered (bounded) and sent afterwards; replies are never awaited on the
+thread that reads them, so a client may listen to and request its own senders.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from typing import Any
+
+from ._carrier import Carrier, ClientId
+from ._errors import CarrierError, NotRegisteredError, SenderConnectedError, SigError, UnknownSenderError
+from ._event import Event, Listener, Signal
+from ._ident import BUILTIN_EVENTS, Ident, check_ident, check_listener, check_optional_ident
+from ._remote import ident_param, param, remote_call
+from ._router import Router
+from ._sender import RequestHandlers, Sender
+
+__all__ = ["ClientRouter"]
+
+logger = logging.getLogger("sig.client")
+
+
+class _RemoteSender:
+    """A sender this client registered on the server."""
+
+    def __init__(self, objsender: Sender, events: Any, requests: RequestHandlers | None) -> None:
+        self.objsender = objsender
+        self.events = events
+        self.requests = requests
+        self.session = -1  # the connection it is registered in; another one: to restore
+
+
+class _RemoteListener:
+    """A listener this client registered on the server."""
+
+    def __init__(self, listener: Listener, sender: Any, event: Any) -> None:
+        self.listener = listener
+        self.sender = sender
+        self.event = event
+        self.listener_id: int | None = None
+        self.session = -1
+
+
+class ClientRouter(Router):
+    """A :class:`Router` connected to a :class:`~sig.ServerRouter` through a carrier.
+
+    Args:
+        carrier: e.g. :class:`~sig.carrier.tcpclient.CarrierTCPClient`.
+        request_timeout: default seconds to wait for a server reply.
+        buffer_size: most signals kept while disconnected (the oldest are dropped, logged and counted).
+
+    All other arguments are those of :class:`Router`.
+    """
+
+    def __init__(
+        self,
+        carrier: Carrier,
+        request_timeout: float = 10.0,
+        buffer_size: int = 10000,
+        class_sender: type[Sender] = Sender,
+        class_signal: type[Signal] = Signal,
+        class_event: type[Event] = Event,
+    ) -> None:
+        super().__init__(class_sender=class_sender, class_signal=class_signal, class_event=class_event)
+        self.carrier = carrier
+        self.request_timeout = request_timeout
+        self.dropped_signals = 0
+        self._remote_senders: dict[Ident, _RemoteSender] = {}
+        self._remote_listeners: list[_RemoteListener] = []
+        self._by_listener_id: dict[int, _RemoteListener] = {}
+        self._remote_lock = threading.RLock()
+        self._session = 0
+        self._clientid: ClientId = getattr(carrier, "clientid", None)
+        self._live = carrier.isConnected()
+        self._buffer: deque[dict[str, Any]] = deque()
+        self._buffer_size = buffer_size
+        self._buffer_lock = threading.Lock()
+        carrier.methods = {"signal": self.handle_signal, "request": self.handle_request}
+        carrier.callback_client_connected = self._connected
+        carrier.callback_client_ready = self._ready
+        carrier.callback_client_disconnected = self._disconnected
+
+    # -- senders -----------------------------------------------------------------
+
+    def addRemoteSender(self, sender: Ident, events: Any, requests: RequestHandlers | None = None) -> Sender:
+        """Register a sender on the server; its signals are sent there.
+
+        Called again for the same sender after a reconnection (e.g. from
+        ``on_connected``), it registers it again and returns the same sender.
+
+        Raises:
+            SenderConnectedError: it is registered already (here or, as a
+                ``RemoteNameError``, on the server by someone else).
+            CarrierError: not connected and not reconnecting.
+        """
+        check_ident(sender, "sender")
+        with self._remote_lock:
+            state = self._remote_senders.get(sender)
+            if state is not None and state.session == self._session and self.carrier.isConnected():
+                raise SenderConnectedError("remote sender %r is already registered" % (sender,))
+            self._check_reachable()
+            created = state is None
+            if state is None:
+                objsender = self.addSender(sender, events, requests=requests)
+                objsender.addListener(self._forward_signal)
+                state = self._remote_senders[sender] = _RemoteSender(objsender, events, requests)
+            elif (events, requests) != (state.events, state.requests):
+                state.objsender.removeListener(self._forward_signal)
+                self.removeSender(state.objsender)
+                state.objsender = self.addSender(sender, events, requests=requests)
+                state.objsender.addListener(self._forward_signal)
+                state.events, state.requests = events, requests
+            if self.carrier.isConnected():
+                try:
+                    self._register_sender(sender, state)
+                except Exception:
+                    if created:
+                        self._drop_sender(sender, state)
+                    raise
+            return state.objsender
+
+    def removeRemoteSender(self, sender: Sender | Ident) -> None:
+        """Remove a sender this client registered on the server (fires ``#disconnect``).
+
+        Raises:
+            UnknownSenderError: it is not a remote sender of this client.
+        """
+        name = sender.getName() if isinstance(sender, Sender) else sender
+        with self._remote_lock:
+            state = self._remote_senders.get(name)  # type: ignore[arg-type]
+            if state is None:
+                raise UnknownSenderError("%r is not a remote sender of this client" % (name,))
+            registered = state.session == self._session and self.carrier.isConnected()
+            self._drop_sender(name, state)  # type: ignore[arg-type]
+        if registered:
+            self._call({"method": "remove_sender", "params": {"sender": name}})
+
+    def _drop_sender(self, name: Ident, state: _RemoteSender) -> None:
+        del self._remote_senders[name]
+        state.objsender.removeListener(self._forward_signal)
+        self.removeSender(state.objsender)
+
+    def _register_sender(self, name: Ident, state: _RemoteSender) -> None:
+        requests = None if state.requests is None else list(state.requests)
+        self._call({"method": "add_sender", "params": {"sender": name, "events": state.events, "requests": requests}})
+        state.session = self._session
+
+    # -- listeners ---------------------------------------------------------------
+
+    def addRemoteListener(self, listener: Listener, sender: Ident | None = None, event: Ident | None = None) -> None:
+        """Register ``listener(info, data)`` on the server (same rules as :meth:`Router.addListener`).
+
+        Raises:
+            RemoteError: the server refused it.
+            CarrierError: not connected and not reconnecting.
+        """
+        check_listener(listener)
+        check_optional_ident(sender, "sender")
+        check_optional_ident(event, "event")
+        with self._remote_lock:
+            self._check_reachable()
+            reg = next(
+                (r for r in self._remote_listeners
+                 if r.session != self._session and (r.listener, r.sender, r.event) == (listener, sender, event)),
+                None,
+            )
+            if reg is None:  # a new registration (else: one from before a reconnection)
+                reg = _RemoteListener(listener, sender, event)
+                self._remote_listeners.append(reg)
+            if self.carrier.isConnected():
+                try:
+                    self._register_listener(reg)
+                except Exception:
+                    self._remote_listeners.remove(reg)
+                    raise
+
+    def removeRemoteListener(self, listener: Listener, sender: Ident | None = None, event: Ident | None = None) -> None:
+        """Remove a listener registered with :meth:`addRemoteListener`.
+
+        Raises:
+            NotRegisteredError: it is not registered there.
+        """
+        with self._remote_lock:
+            reg = next(
+                (r for r in self._remote_listeners if (r.listener, r.sender, r.event) == (listener, sender, event)),
+                None,
+            )
+            if reg is None:
+                raise NotRegisteredError("listener %r is not registered remotely to (%r, %r)" % (listener, sender, event))
+            self._remote_listeners.remove(reg)
+            listener_id = reg.listener_id
+            if listener_id is not None:
+                self._by_listener_id.pop(listener_id, None)
+            registered = reg.session == self._session and self.carrier.isConnected()
+        if registered:
+            self._call({"method": "remove_listener", "params": {"listener_id": listener_id}})
+
+    def _register_listener(self, reg: _RemoteListener) -> None:
+        response = self._call({"method": "add_listener", "params": {"sender": reg.sender, "event": reg.event}})
+        listener_id = response.get("listener_id") if isinstance(response, dict) else None
+        if listener_id is None:
+            raise SigError("the server answered add_listener without a listener_id: %r" % (response,))
+        with self._remote_lock:
+            if reg.listener_id is not None:
+                self._by_listener_id.pop(reg.listener_id, None)
+            reg.listener_id, reg.session = listener_id, self._session
+            self._by_listener_id[listener_id] = reg
+
+    # -- requests ------------------------------------------------------------------
+
+    def remoteRequest(self, sender: Ident, method: Ident, params: Any = None, timeout: float | None = None) -> Any:
+        """Send a request to a sender registered anywhere on the server; return its response.
+
+        Raises:
+            RemoteNameError: the sender is not connected (also a ``NameError``).
+            RemoteLookupError: it has no such method (also a ``LookupError``).
+            RemoteError: its handler raised.
+            RequestTimeout: no reply in ``timeout`` (default ``request_timeout``) seconds.
+            CarrierError: not connected.
+        """
+        check_ident(sender, "sender")
+        check_ident(method, "method")
+        message = {"method": "request", "params": {"sender": sender, "method": method, "params": params}}
+        return self._call(message, timeout)
+
+    # -- RPC methods the server calls ------------------------------------------------
+
+    def handle_signal(self, clientid: ClientId, params: dict[str, Any]) -> None:
+        """Deliver an event the server forwards to one of our remote listeners."""
+        listener_id = param(params, "listener_id", int)
+        info = param(params, "info", dict)
+        reg = self._by_listener_id.get(listener_id)
+        if reg is None:
+            raise NotRegisteredError("listener id %r not found" % (listener_id,))
+        try:
+            reg.listener(info, params.get("data"))
+        except Exception:
+            logger.exception("listener %r failed on %r:%r", reg.listener, info.get("sender"), info.get("event"))
+
+    def handle_request(self, clientid: ClientId, params: dict[str, Any]) -> Any:
+        """Answer a request the server forwards to one of our senders."""
+        sender = ident_param(params, "sender")
+        method = ident_param(params, "method")
+        return self.request(sender, method, params.get("params"))  # type: ignore[arg-type]
+
+    # -- carrier events ----------------------------------------------------------------
+
+    def _connected(self, clientid: ClientId) -> None:
+        with self._remote_lock:
+            self._session += 1  # every registration now needs restoring
+            self._clientid = clientid
+
+    def _ready(self, clientid: ClientId) -> None:
+        with self._remote_lock:
+            senders = [(name, s) for name, s in self._remote_senders.items() if s.session != self._session]
+            listeners = [r for r in self._remote_listeners if r.session != self._session]
+        for name, state in senders:
+            try:
+                self._register_sender(name, state)
+            except Exception as exc:
+                logger.error("could not register remote sender %r again: %s", name, exc)
+        for reg in listeners:
+            try:
+                self._register_listener(reg)
+            except Exception as exc:
+                logger.error("could not register remote listener on (%r, %r) again: %s", reg.sender, reg.event, exc)
+        if senders or listeners:
+            logger.info("registered again %d sender(s) and %d listener(s)", len(senders), len(listeners))
+        self._flush()
+
+    def _disconnected(self, clientid: ClientId) -> None:
+        self._live = False
+
+    def _check_reachable(self) -> None:
+        if not self.carrier.isConnected() and not getattr(self.carrier, "auto_reconnect", False):
+            raise CarrierError("not connected (connect first, or connect with auto_reconnect=True)")
+
+    def _call(self, message: dict[str, Any], timeout: float | None = None) -> Any:
+        if not self.carrier.isConnected():
+            raise CarrierError("not connected: %s not sent" % message.get("method"))
+        return remote_call(self.carrier, self._clientid, message, self.request_timeout if timeout is None else timeout)
+
+    # -- signals -------------------------------------------------------------------------
+
+    def _forward_signal(self, info: dict[str, Any], data: Any) -> None:
+        if info.get("event") in BUILTIN_EVENTS:
+            return  # the server fires those itself
+        message = {"method": "signal", "params": {"info": info, "data": data}}
+        if self._live:
+            try:
+                self.carrier.post(self._clientid, message)
+                return
+            except CarrierError as exc:
+                logger.debug("signal buffered: %s", exc)
+        with self._buffer_lock:
+            if len(self._buffer) >= self._buffer_size:
+                self._buffer.popleft()
+                self.dropped_signals += 1
+                logger.warning("signal buffer full (%d): dropped the oldest signal (%d dropped so far)",
+                               self._buffer_size, self.dropped_signals)
+            self._buffer.append(message)
+
+    def _flush(self) -> None:
+        while True:
+            with self._buffer_lock:
+                if not self._buffer:
+                    self._live = True
+                    return
+                batch = list(self._buffer)
+                self._buffer.clear()
+            for index, message in enumerate(batch):
+                try:
+                    self.carrier.post(self._clientid, message)
+                except CarrierError as exc:
+                    logger.warning("sending buffered signals failed: %s", exc)
+                    with self._buffer_lock:
+                        self._buffer.extendleft(reversed(batch[index:]))
+                    return
+
+    add_remote_sender = addRemoteSender
+    remove_remote_sender = removeRemoteSender
+    add_remote_listener = addRemoteListener
+    remove_remote_listener = removeRemoteListener
+    remote_request = remoteRequest

@@ -1,0 +1,211 @@
+"""The wire format of the stream carriers: framing, message shapes, status codes.
+
+No I/O here: :class:`FrameDecoder` takes bytes and gives messages, and
+:func:`encode` gives the bytes of one message.
+
+Framing (DESIGN.md): each message is one JSON object followed by ``\\n``. The
+reader also accepts JSON objects back to back with no separator, which is what
+pysig 0.7.3 peers send (one ``json.dumps`` per ``sendall``).
+
+Messages and replies are pysig's: ``{"id", "method", "params"}`` and
+``{"id", "status", "response"[, "exception"]}``. sig adds an optional
+``"error"`` field to failed replies naming the built-in exception family
+(``"LookupError"``, ``"NameError"`` ...) so the caller can raise the same kind.
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import RemoteError, RemoteLookupError, RemoteNameError
+
+__all__ = [
+    "Status",
+    "CAPABILITIES",
+    "PROTOCOL_VERSION",
+    "DEFAULT_MAX_FRAME",
+    "BadFrame",
+    "FrameDecoder",
+    "encode",
+    "is_reply",
+    "make_reply",
+    "error_family",
+    "reply_error",
+]
+
+#: The protocol version pysig 0.7.3 servers answer to ``get_version``.
+PROTOCOL_VERSION = "1.01"
+#: What a sig peer announces in ``get_version``.
+CAPABILITIES = ("ndjson", "pipeline", "ping")
+#: Default largest frame accepted, in bytes.
+DEFAULT_MAX_FRAME = 1024 * 1024
+
+
+class Status(enum.IntEnum):
+    """Reply status codes (the pysig values, kept on the wire)."""
+
+    #: the method ran
+    OK = 0
+    #: no such method
+    UNKNOWN_METHOD = -1
+    #: the method raised
+    METHOD_FAILED = -2
+    #: the message has no method field (or could not be read at all)
+    NO_METHOD = -3
+    #: refused by authentication or ACL
+    REFUSED = -4
+
+
+@dataclass(frozen=True)
+class BadFrame:
+    """A frame that could not be used: its reason, and its ``id`` if one could be read."""
+
+    reason: str
+    id: Any = None
+
+
+_ID_RE = re.compile(r'"id"\s*:\s*("(?:[^"\\]|\\.){0,64}"|-?\d{1,20})')
+_WS = " \t\r\n"
+
+
+def _sniff_id(text: str) -> Any:
+    match = _ID_RE.search(text[:4096])
+    if match is None:
+        return None
+    try:
+        return json.loads(match.group(1))
+    except ValueError:
+        return None
+
+
+class FrameDecoder:
+    """Split a byte stream into JSON objects.
+
+    Args:
+        max_frame: the largest frame accepted, in bytes (well, characters);
+            a larger one becomes a :class:`BadFrame` and is skipped up to the
+            next newline.
+    """
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self._buffer = ""
+        self._skipping = False  # inside an oversized frame, skipping to the next newline
+        self._decoder = json.JSONDecoder()
+
+    def feed(self, data: bytes) -> list[dict[str, Any] | BadFrame]:
+        """Add received bytes; return the complete messages (and bad frames) they finish."""
+        out: list[dict[str, Any] | BadFrame] = []
+        try:
+            text = self._utf8.decode(data)
+        except UnicodeDecodeError as exc:
+            self._utf8.reset()
+            self._buffer = ""
+            out.append(BadFrame("frame is not UTF-8 (%s); dropped %d buffered bytes" % (exc.reason, len(data))))
+            return out
+        buf = self._buffer + text if self._buffer else text
+        pos, end = 0, len(buf)
+        last = end - 1  # the last non-blank character: a complete object ends in "}"
+        while last >= 0 and buf[last] in _WS:
+            last -= 1
+        maybe_complete = last >= 0 and buf[last] in '}]"'
+        while True:
+            while pos < end and buf[pos] in _WS:
+                pos += 1
+            if pos >= end:
+                break
+            newline = buf.find("\n", pos)
+            if self._skipping:
+                if newline < 0:
+                    pos = end
+                    break
+                pos, self._skipping = newline + 1, False
+                continue
+            if newline < 0 and not maybe_complete:
+                break  # not worth a parse yet: wait for more
+            try:
+                obj, after = self._decoder.raw_decode(buf, pos)
+            except json.JSONDecodeError as exc:
+                if exc.pos > last or exc.msg.startswith("Unterminated string"):
+                    break  # incomplete: wait for the rest
+                stop = newline + 1 if newline >= 0 else end
+                out.append(BadFrame("malformed JSON: %s" % exc.msg, _sniff_id(buf[pos:stop])))
+                pos = stop
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+            else:
+                out.append(BadFrame("a message must be a JSON object, not %s" % type(obj).__name__))
+            pos = after
+        rest = buf[pos:]
+        if len(rest) > self.max_frame:
+            out.append(BadFrame("frame larger than %d bytes" % self.max_frame, _sniff_id(rest)))
+            newline = rest.find("\n")
+            rest, self._skipping = ("", True) if newline < 0 else (rest[newline + 1 :], False)
+        self._buffer = rest
+        return out
+
+    @property
+    def pending(self) -> int:
+        """How many characters of an unfinished frame are buffered."""
+        return len(self._buffer)
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """Return the frame of ``message``: compact JSON and a newline.
+
+    Raises:
+        TypeError: ``message`` holds something JSON cannot carry.
+        ValueError: ``message`` holds nan/inf or a circular reference.
+    """
+    return (json.dumps(message, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
+
+
+def is_reply(message: dict[str, Any]) -> bool:
+    """Tell a reply (it has ``status`` and no ``method``) from a call."""
+    return "status" in message and "method" not in message
+
+
+_FAMILIES: tuple[type[BaseException], ...] = (LookupError, NameError, TimeoutError, TypeError, ValueError)
+
+
+def error_family(exc: BaseException) -> str | None:
+    """Return the name of the built-in family of ``exc`` worth telling the far side."""
+    for family in _FAMILIES:
+        if isinstance(exc, family):
+            return family.__name__
+    return None
+
+
+def make_reply(message_id: Any, status: int, response: Any = None, exc: BaseException | None = None) -> dict[str, Any]:
+    """Build a reply in pysig's format (plus sig's optional ``error`` field)."""
+    reply: dict[str, Any] = {"id": message_id, "status": int(status), "response": response}
+    if exc is not None:
+        reply["exception"] = str(exc) or type(exc).__name__
+        family = error_family(exc)
+        if family is not None:
+            reply["error"] = family
+    return reply
+
+
+def reply_error(reply: dict[str, Any], what: str) -> RemoteError:
+    """Return the :class:`RemoteError` that a failed ``reply`` to ``what`` stands for."""
+    status = reply.get("status")
+    exception = reply.get("exception")
+    family = reply.get("error")
+    if status == Status.UNKNOWN_METHOD and family is None:
+        family = "LookupError"
+    message = "%s failed on the far side (status %s)%s" % (what, status, ": %s" % exception if exception else "")
+    status_code = status if isinstance(status, int) else Status.METHOD_FAILED
+    cls: type[RemoteError] = RemoteError
+    if family == "LookupError":
+        cls = RemoteLookupError
+    elif family == "NameError":
+        cls = RemoteNameError
+    return cls(message, status_code, exception if isinstance(exception, str) else None, family)

@@ -1,0 +1,267 @@
+"""Shared parts of the stream carriers (TCP, serial): one server side, one client side.
+
+A concrete carrier only says how to open its byte streams; framing, threads,
+the capability handshake, pipelining and reconnection live here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable
+
+from .._carrier import Carrier, ClientId
+from .._codec import CAPABILITIES, DEFAULT_MAX_FRAME, Status
+from .._connection import Connection, Stream
+from .._errors import CarrierError
+
+__all__ = ["StreamServerCarrier", "StreamClientCarrier"]
+
+logger = logging.getLogger("sig.carrier.stream")
+
+
+class _StreamCarrier(Carrier):
+    """What both sides share: connection settings and the request pool."""
+
+    def __init__(
+        self,
+        *,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        max_queue: int = 10000,
+        ping_interval: float = 15.0,
+        call_timeout: float = 10.0,
+        request_workers: int = 32,
+    ) -> None:
+        super().__init__()
+        self.max_frame = max_frame
+        self.max_queue = max_queue
+        self.ping_interval = ping_interval
+        self.call_timeout = call_timeout
+        self._executor = ThreadPoolExecutor(max_workers=request_workers, thread_name_prefix="sig-request")
+
+    def _connection(self, clientid: ClientId) -> Connection | None:
+        raise NotImplementedError
+
+    def _new_connection(
+        self, clientid: ClientId, stream: Stream, name: str, on_closed: Callable[[Connection], None], client: bool
+    ) -> Connection:
+        return Connection(
+            self,
+            clientid,
+            stream,
+            name=name,
+            executor=self._executor,
+            on_closed=on_closed,
+            max_frame=self.max_frame,
+            max_queue=self.max_queue,
+            block_when_full=client,
+            ping_interval=self.ping_interval,
+            legacy_timeout=self.call_timeout,
+        )
+
+    def call(self, clientid: ClientId, message: dict[str, Any], timeout: float | None = None) -> Future[Any]:
+        """Send a message that wants a reply; the future gets the reply dict."""
+        conn = self._connection(clientid)
+        if conn is None:
+            future: Future[Any] = Future()
+            future.set_exception(CarrierError("not connected to %r" % (clientid,)))
+            return future
+        return conn.call(message, timeout)
+
+    def post(self, clientid: ClientId, message: dict[str, Any]) -> None:
+        """Send a notification (a signal): pipelined to sig peers, lock-step to 0.7.3 peers.
+
+        Raises:
+            CarrierError: not connected, or the peer stopped reading.
+        """
+        conn = self._connection(clientid)
+        if conn is None:
+            raise CarrierError("not connected to %r" % (clientid,))
+        conn.post(message, self.call_timeout)
+
+    def handleTX(self, clientid: ClientId, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Send ``message`` and wait for its reply (pysig's blocking contract)."""
+        return self.call(clientid, message).result(self.call_timeout)  # type: ignore[no-any-return]
+
+
+class StreamServerCarrier(_StreamCarrier):
+    """The server side: many peers, each a :class:`~sig._connection.Connection`."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        self._connections: dict[ClientId, Connection] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+
+    def _connection(self, clientid: ClientId) -> Connection | None:
+        return self._connections.get(clientid)
+
+    def clients(self) -> list[ClientId]:
+        """Return the ids of the peers connected now."""
+        return list(self._connections)
+
+    def _serve(self, stream: Stream, peer: str) -> Connection:
+        """Adopt a freshly accepted stream as a new peer."""
+        clientid = "%s#%d" % (peer, next(self._ids))
+        conn = self._new_connection(clientid, stream, clientid, self._closed, client=False)
+        with self._lock:
+            self._connections[clientid] = conn
+        logger.info("[%s] client connected", clientid)
+        self.handle_client_connected(clientid)
+        conn.start()
+        return conn
+
+    def _closed(self, conn: Connection) -> None:
+        with self._lock:
+            self._connections.pop(conn.clientid, None)
+        logger.info("[%s] client disconnected (%s)", conn.clientid, conn.close_reason)
+        self.handle_client_disconnected(conn.clientid)
+
+    def _close_all(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            connections = list(self._connections.values())
+        for conn in connections:
+            conn.close("server stopping")
+        for conn in connections:
+            conn.join(timeout)
+
+
+class StreamClientCarrier(_StreamCarrier):
+    """The client side: one peer (the server), with the handshake and auto-reconnect.
+
+    Attributes:
+        on_connected: called with no argument after each (re)connection.
+        on_disconnected: called with no argument after each lost connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        handshake_timeout: float = 5.0,
+        reconnect_min: float = 0.1,
+        reconnect_max: float = 1.0,
+        **settings: Any,
+    ) -> None:
+        super().__init__(**settings)
+        self.on_connected: Callable[[], Any] | None = None
+        self.on_disconnected: Callable[[], Any] | None = None
+        self.auto_reconnect = False
+        self.handshake_timeout = handshake_timeout
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self.clientid = "client-%x" % id(self)
+        self.server_version: Any = None
+        self._conn: Connection | None = None
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._reconnect_thread: threading.Thread | None = None
+
+    # -- to be provided by the concrete carrier ------------------------------
+
+    def _open(self) -> tuple[Stream, str]:
+        """Open the byte stream to the server; return it and a name for logs."""
+        raise NotImplementedError
+
+    # -- connection --------------------------------------------------------------
+
+    def _connection(self, clientid: ClientId) -> Connection | None:
+        return self._conn
+
+    def isConnected(self) -> bool:
+        """Tell whether the carrier is connected to the server now."""
+        conn = self._conn
+        return conn is not None and not conn.closed.is_set()
+
+    def _start(self, auto_reconnect: bool) -> bool:
+        self.auto_reconnect = auto_reconnect
+        self._stopping.clear()
+        if self.isConnected():
+            return False
+        if self._connect_once():
+            return True
+        if auto_reconnect:
+            self._start_reconnect()
+        return False
+
+    def _connect_once(self) -> bool:
+        with self._lock:
+            if self.isConnected():
+                return True
+            try:
+                stream, name = self._open()
+            except OSError as exc:
+                logger.info("connecting failed: %s", exc)
+                return False
+            conn = self._new_connection(self.clientid, stream, name, self._closed, client=True)
+            conn.start()
+            try:
+                reply = conn.call(
+                    {"method": "get_version", "params": {"capabilities": list(CAPABILITIES)}}
+                ).result(self.handshake_timeout)
+            except Exception as exc:
+                conn.close("no answer to get_version: %s" % (exc or type(exc).__name__))
+                conn.join(1.0)
+                logger.warning("[%s] handshake failed: %s", name, exc or type(exc).__name__)
+                return False
+            response = reply.get("response") if reply.get("status") == Status.OK else None
+            if isinstance(response, dict):
+                offered = response.get("capabilities") or []
+                conn.capabilities = frozenset(CAPABILITIES) & frozenset(c for c in offered if isinstance(c, str))
+                self.server_version = response.get("version")
+            else:
+                self.server_version = response  # a pysig 0.7.3 server answers "1.01": lock-step
+            logger.info("[%s] connected (server %s, %s)", name, self.server_version,
+                        "pipelined" if conn.pipelined else "lock-step")
+            self._conn = conn
+        self.handle_client_connected(self.clientid)
+        if self.on_connected is not None:
+            try:
+                self.on_connected()
+            except Exception:
+                logger.exception("on_connected callback failed")
+        self.handle_client_ready(self.clientid)
+        return True
+
+    def _closed(self, conn: Connection) -> None:
+        with self._lock:
+            if self._conn is not conn:
+                return  # a handshake that failed
+            self._conn = None
+        self.handle_client_disconnected(self.clientid)
+        if self.on_disconnected is not None:
+            try:
+                self.on_disconnected()
+            except Exception:
+                logger.exception("on_disconnected callback failed")
+        if self.auto_reconnect and not self._stopping.is_set():
+            self._start_reconnect()
+
+    def _start_reconnect(self) -> None:
+        with self._lock:
+            if self._reconnect_thread is not None and self._reconnect_thread.is_alive():
+                return
+            thread = threading.Thread(target=self._reconnect_loop, name="sig-reconnect", daemon=True)
+            self._reconnect_thread = thread
+            thread.start()
+
+    def _reconnect_loop(self) -> None:
+        delay = self.reconnect_min
+        while self.auto_reconnect and not self._stopping.wait(delay):
+            if self._connect_once():
+                return
+            delay = min(delay * 2, self.reconnect_max)
+
+    def _stop(self, flush_timeout: float = 10.0) -> None:
+        self.auto_reconnect = False
+        self._stopping.set()
+        thread = self._reconnect_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.handshake_timeout + 1.0)
+        conn = self._conn
+        if conn is not None:
+            if not conn.drain(flush_timeout):
+                logger.warning("[%s] %s", conn.name, "not everything was sent before disconnecting")
+            conn.close("disconnected by the client")
+            conn.join(flush_timeout)
