@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
+import threading
 from typing import Any
 
 __all__ = ["LOG_LEVELS", "SimpleLogger", "setup_logger", "TRACE"]
@@ -100,8 +101,12 @@ class _RouteHandler(logging.Handler):
     def __init__(self, target: Any) -> None:
         super().__init__(logging.NOTSET)
         self.target = target
+        self._busy = threading.local()  # a target under "sig" hands records back up: do not loop
 
     def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self._busy, "on", False):
+            return
+        self._busy.on = True
         try:
             text = record.getMessage()
             if record.exc_info:
@@ -118,6 +123,8 @@ class _RouteHandler(logging.Handler):
                 method(text)
         except Exception:  # a broken log target must never break routing
             self.handleError(record)
+        finally:
+            self._busy.on = False
 
 
 def setup_logger(objlogger: Any) -> None:
