@@ -34,7 +34,7 @@ logger = logging.getLogger("sig.carrier")
 #: Identifies one peer of a carrier (any hashable).
 ClientId = Any
 #: An RPC method: ``method(clientid, params) -> response``.
-RpcMethod = Callable[[Any, dict], Any]
+RpcMethod = Callable[[Any, dict[str, Any]], Any]
 
 
 class Carrier:
@@ -48,7 +48,7 @@ class Carrier:
     """
 
     def __init__(self) -> None:
-        self.callback_rx: Callable[[ClientId, dict], Any] | None = None
+        self.callback_rx: Callable[[ClientId, dict[str, Any]], Any] | None = None
         self.methods: dict[str, RpcMethod] | None = None
         self.callback_client_connected: Callable[[ClientId], Any] | None = None
         self.callback_client_disconnected: Callable[[ClientId], Any] | None = None

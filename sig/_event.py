@@ -22,9 +22,9 @@ __all__ = ["Event", "Signal", "Listener", "EventInfo"]
 logger = logging.getLogger("sig.event")
 
 #: A listener is called as ``listener(info, data)``.
-Listener = Callable[[dict, Any], Any]
+Listener = Callable[[dict[str, Any], Any], Any]
 #: The ``info`` dict passed to listeners: ``{"sender": ..., "event": ...}``.
-EventInfo = dict
+EventInfo = dict[str, Any]
 
 
 class Event:
@@ -42,7 +42,7 @@ class Event:
         self.objsender = objsender
         self.channel: Event | None = None
         if is_channel(name) and objsender.name is not None:
-            self.channel = objsender.objrouter._channel_event(name)
+            self.channel = objsender.objrouter._channel_event(name)  # type: ignore[arg-type]
 
     def getListeners(self) -> tuple[Listener, ...]:
         """Return the listeners registered to this event, in registration order."""

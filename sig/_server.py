@@ -161,9 +161,9 @@ class ServerRouter(Router):
         client = self._client(key)
         if sender not in client.senders:
             raise UnknownSenderError("sender %r was not registered by this client" % (sender,))
-        client.senders.remove(sender)  # type: ignore[arg-type]
+        client.senders.remove(sender)
         client.signals = {k: v for k, v in client.signals.items() if k[0] != sender}
-        self.removeSender(sender)  # type: ignore[arg-type]
+        self.removeSender(sender)
 
     def handle_add_listener(self, key: _Key, params: dict[str, Any]) -> dict[str, int]:
         """Register a client's listener; answer ``{"listener_id": ...}``."""
