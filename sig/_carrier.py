@@ -27,7 +27,7 @@ from typing import Any, Callable
 from ._codec import Status, make_reply
 from ._errors import CarrierError
 
-__all__ = ["Carrier", "ClientId", "RpcMethod"]
+__all__ = ["Carrier", "ClientId", "RpcMethod", "log_failed_post"]
 
 logger = logging.getLogger("sig.carrier")
 
@@ -146,14 +146,7 @@ class Carrier:
 
     def post(self, clientid: ClientId, message: dict[str, Any]) -> None:
         """Send a message that needs no reply (a signal). The default runs :meth:`handleTX`."""
-        future = self.call(clientid, message)
-        exc = future.exception()
-        if exc is not None:
-            logger.warning("%s", exc)
-            return
-        reply = future.result()
-        if reply.get("status") != Status.OK:
-            logger.warning("%s to %r failed: %s", message.get("method"), clientid, reply.get("exception"))
+        log_failed_post(self.call(clientid, message))
 
     def isConnected(self) -> bool:
         """Tell whether the carrier can move messages now (always true unless overridden)."""
@@ -186,3 +179,14 @@ class Carrier:
         self.handle_all_clients_diconnected()
 
     is_connected = isConnected
+
+
+def log_failed_post(future: Future[Any]) -> None:
+    """Log a notification (a message nobody waits for) that failed to arrive or to run."""
+    exc = future.exception()
+    if exc is not None:
+        logger.warning("notification not delivered: %s", exc)
+        return
+    reply = future.result()
+    if reply.get("status") != Status.OK:
+        logger.warning("notification failed on the far side: %s", reply.get("exception"))

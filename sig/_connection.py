@@ -24,6 +24,7 @@ from collections import deque
 from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from ._carrier import log_failed_post
 from ._codec import CAPABILITIES, DEFAULT_MAX_FRAME, BadFrame, FrameDecoder, Status, encode, is_reply, make_reply
 from ._errors import CarrierError, ProtocolError
 
@@ -198,7 +199,7 @@ class Connection:
             self._enqueue(message, None, timeout)
             return
         future = self.call(message, timeout)
-        future.add_done_callback(_log_failed_post)
+        future.add_done_callback(log_failed_post)
 
     def send_reply(self, reply: dict[str, Any]) -> None:
         """Queue a reply; replies go before waiting messages and need no room."""
@@ -382,12 +383,3 @@ class Connection:
                 self.capabilities = frozenset(CAPABILITIES) & frozenset(c for c in offered if isinstance(c, str))
                 logger.debug("[%s] peer capabilities: %s", self.name, sorted(self.capabilities))
 
-
-def _log_failed_post(future: Future[Any]) -> None:
-    exc = future.exception()
-    if exc is not None:
-        logger.warning("notification not delivered: %s", exc)
-        return
-    reply = future.result()
-    if reply.get("status") != Status.OK:
-        logger.warning("notification failed on the far side: %s", reply.get("exception"))
