@@ -119,9 +119,11 @@ class StreamServerCarrier(_StreamCarrier):
         logger.info("[%s] client disconnected (%s)", conn.clientid, conn.close_reason)
         self.handle_client_disconnected(conn.clientid)
 
-    def _close_all(self, timeout: float = 5.0) -> None:
+    def _close_all(self, timeout: float = 5.0, flush_timeout: float = 1.0) -> None:
         with self._lock:
             connections = list(self._connections.values())
+        for conn in connections:  # what is queued (e.g. #disconnect of the server's senders) goes first
+            conn.drain(flush_timeout)
         for conn in connections:
             conn.close("server stopping")
         for conn in connections:
