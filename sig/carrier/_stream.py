@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -122,8 +123,9 @@ class StreamServerCarrier(_StreamCarrier):
     def _close_all(self, timeout: float = 5.0, flush_timeout: float = 1.0) -> None:
         with self._lock:
             connections = list(self._connections.values())
+        deadline = time.monotonic() + flush_timeout
         for conn in connections:  # what is queued (e.g. #disconnect of the server's senders) goes first
-            conn.drain(flush_timeout)
+            conn.drain(max(0.0, deadline - time.monotonic()))
         for conn in connections:
             conn.close("server stopping")
         for conn in connections:
