@@ -107,6 +107,8 @@ class Carrier:
             logger.error("unknown method %r from %r", method, clientid)
             return make_reply(message_id, Status.UNKNOWN_METHOD, exc=LookupError("unknown method %r" % (method,)))
         if not isinstance(params, dict):
+            logger.warning("method %r from %r: params is %s, not a JSON object", method, clientid,
+                           type(params).__name__)
             return make_reply(
                 message_id, Status.METHOD_FAILED, exc=TypeError("params of %r must be a JSON object" % method)
             )

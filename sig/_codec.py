@@ -102,13 +102,33 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[dict[str, Any] | BadFrame]:
         """Add received bytes; return the complete messages (and bad frames) they finish."""
         out: list[dict[str, Any] | BadFrame] = []
-        try:
-            text = self._utf8.decode(data)
-        except UnicodeDecodeError as exc:
-            self._utf8.reset()
-            self._buffer = ""
-            out.append(BadFrame("frame is not UTF-8 (%s); dropped %d buffered bytes" % (exc.reason, len(data))))
+        view, offset = memoryview(data), 0
+        while True:
+            held = self._utf8.getstate()[0]  # the start of a character split by the previous read
+            try:
+                text = self._utf8.decode(view[offset:])
+            except UnicodeDecodeError as exc:
+                # The frames before the bad bytes are used; the bad one is dropped up to the
+                # next newline, as malformed JSON is; what follows is used.
+                self._utf8.reset()
+                bad = offset + exc.start - len(held)  # where the bad bytes start in data
+                good = (held[: exc.start] + data[offset : max(offset, bad)]).decode("utf-8")
+                cut = good.rfind("\n") + 1
+                out.extend(self._feed_text(good[:cut]))
+                if not self._skipping:  # else it is part of an oversized frame, already reported
+                    out.append(BadFrame("frame is not UTF-8 (%s)" % exc.reason, _sniff_id(self._buffer + good[cut:])))
+                self._buffer = ""
+                newline = data.find(b"\n", max(offset, bad))
+                self._skipping = newline < 0
+                if newline < 0:
+                    return out
+                offset = newline + 1
+                continue
+            out.extend(self._feed_text(text))
             return out
+
+    def _feed_text(self, text: str) -> list[dict[str, Any] | BadFrame]:
+        out: list[dict[str, Any] | BadFrame] = []
         buf = self._buffer + text if self._buffer else text
         pos, end = 0, len(buf)
         last = end - 1  # the last non-blank character: a complete object ends in "}"
@@ -138,7 +158,10 @@ class FrameDecoder:
                 out.append(BadFrame("malformed JSON: %s" % exc.msg, _sniff_id(buf[pos:stop])))
                 pos = stop
                 continue
-            if isinstance(obj, dict):
+            if after - pos > self.max_frame:  # arrived whole, but too large all the same
+                message_id = obj.get("id") if isinstance(obj, dict) else None
+                out.append(BadFrame("frame larger than %d bytes" % self.max_frame, message_id))
+            elif isinstance(obj, dict):
                 out.append(obj)
             else:
                 out.append(BadFrame("a message must be a JSON object, not %s" % type(obj).__name__))

@@ -15,9 +15,15 @@ from typing import Any
 
 from ._carrier import Carrier, ClientId
 from ._codec import CAPABILITIES, PROTOCOL_VERSION
-from ._errors import CarrierError, InvalidArgumentError, NotRegisteredError, UnknownSenderError
+from ._errors import (
+    CarrierError,
+    InvalidArgumentError,
+    InvalidIdentifierError,
+    NotRegisteredError,
+    UnknownSenderError,
+)
 from ._event import Event, Signal
-from ._ident import Ident
+from ._ident import Ident, check_optional_ident
 from ._remote import ident_param, param, remote_call
 from ._router import Router
 from ._sender import Sender
@@ -149,6 +155,7 @@ class ServerRouter(Router):
             requests = {}
             carrier, clientid = key
             for method in requests_list:
+                check_optional_ident(method, "request method")  # before it is used as a key
                 forward = functools.partial(self._forward_request, carrier, clientid, sender)
                 requests[method] = forward if method is None else functools.partial(forward, method)
         client = self._client(key)
@@ -179,6 +186,8 @@ class ServerRouter(Router):
     def handle_remove_listener(self, key: _Key, params: dict[str, Any]) -> None:
         """Remove a listener the same client registered."""
         listener_id = param(params, "listener_id", int)
+        if isinstance(listener_id, bool):  # True == 1
+            raise InvalidIdentifierError("parameter 'listener_id' must be int, not bool")
         listener = self._client(key).listeners.pop(listener_id, None)
         if listener is None:
             raise NotRegisteredError("listener %r is not registered by this client" % (listener_id,))
@@ -208,7 +217,10 @@ class ServerRouter(Router):
 
     def _forward_request(self, carrier: Carrier, clientid: ClientId, sender: Any, method: Any, params: Any) -> Any:
         message = {"method": "request", "params": {"sender": sender, "method": method, "params": params}}
-        return remote_call(carrier, clientid, message, self.request_timeout)
+        try:
+            return remote_call(carrier, clientid, message, self.request_timeout)
+        except CarrierError as exc:  # its client is gone: the sender is disconnected
+            raise UnknownSenderError("sender %r disconnected before answering (%s)" % (sender, exc)) from exc
 
     def _client(self, key: _Key) -> _Client:
         client = self._clients.get(key)
