@@ -25,6 +25,7 @@ from ._errors import ProtocolError
 from ._errors import RemoteError
 from ._errors import RemoteLookupError
 from ._errors import RemoteNameError
+from ._errors import RemoteTimeoutError
 from ._errors import RequestTimeout
 from ._errors import SenderConnectedError
 from ._errors import SigError
@@ -76,4 +77,5 @@ __all__ = [
     "RemoteError",
     "RemoteLookupError",
     "RemoteNameError",
+    "RemoteTimeoutError",
 ]

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import RemoteError, RemoteLookupError, RemoteNameError
+from ._errors import RemoteError, RemoteLookupError, RemoteNameError, RemoteTimeoutError
 
 __all__ = [
     "Status",
@@ -217,6 +217,13 @@ def make_reply(message_id: Any, status: int, response: Any = None, exc: BaseExce
     return reply
 
 
+_REMOTE_ERRORS: dict[str, type[RemoteError]] = {
+    "LookupError": RemoteLookupError,
+    "NameError": RemoteNameError,
+    "TimeoutError": RemoteTimeoutError,
+}
+
+
 def reply_error(reply: dict[str, Any], what: str) -> RemoteError:
     """Return the :class:`RemoteError` that a failed ``reply`` to ``what`` stands for."""
     status = reply.get("status")
@@ -226,9 +233,5 @@ def reply_error(reply: dict[str, Any], what: str) -> RemoteError:
         family = "LookupError"
     message = "%s failed on the far side (status %s)%s" % (what, status, ": %s" % exception if exception else "")
     status_code = status if isinstance(status, int) else Status.METHOD_FAILED
-    cls: type[RemoteError] = RemoteError
-    if family == "LookupError":
-        cls = RemoteLookupError
-    elif family == "NameError":
-        cls = RemoteNameError
+    cls = _REMOTE_ERRORS.get(family, RemoteError) if isinstance(family, str) else RemoteError
     return cls(message, status_code, exception if isinstance(exception, str) else None, family)

@@ -24,6 +24,7 @@ __all__ = [
     "RemoteError",
     "RemoteLookupError",
     "RemoteNameError",
+    "RemoteTimeoutError",
 ]
 
 
@@ -97,3 +98,7 @@ class RemoteLookupError(RemoteError, LookupError):
 
 class RemoteNameError(RemoteError, NameError):
     """The far side failed with a :class:`NameError` (e.g. unknown sender)."""
+
+
+class RemoteTimeoutError(RemoteError, TimeoutError):
+    """The far side timed out (e.g. the server waited in vain for the sender's client)."""

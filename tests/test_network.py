@@ -312,3 +312,26 @@ def test_connect_while_server_down_then_comes_up() -> None:
     finally:
         carrier.disconnect()
         tcp.stop()
+
+
+def test_request_to_a_slow_client_times_out_as_timeout_error() -> None:
+    tcp = CarrierTCPServer()
+    server = sig.ServerRouter(tcp, request_timeout=0.3)
+    tcp.start("127.0.0.1", 0)
+    slow_carrier, asker_carrier = CarrierTCPClient(), CarrierTCPClient()
+    slow, asker = sig.ClientRouter(slow_carrier), sig.ClientRouter(asker_carrier)
+    release = threading.Event()
+    try:
+        assert slow_carrier.connect("127.0.0.1", tcp.port, auto_reconnect=False)
+        assert asker_carrier.connect("127.0.0.1", tcp.port, auto_reconnect=False)
+        slow.addRemoteSender("slow", ["e"], requests={"wait": lambda p: release.wait(5.0)})
+        with pytest.raises(TimeoutError) as timed_out:
+            asker.remoteRequest("slow", "wait")
+        assert isinstance(timed_out.value, sig.RemoteTimeoutError) and timed_out.value.status == -2
+        with pytest.raises(sig.RequestTimeout):
+            server.request("slow", "wait")
+    finally:
+        release.set()
+        slow_carrier.disconnect()
+        asker_carrier.disconnect()
+        tcp.stop()
