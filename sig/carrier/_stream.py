@@ -205,8 +205,8 @@ class StreamClientCarrier(_StreamCarrier):
                     {"method": "get_version", "params": {"capabilities": list(CAPABILITIES)}}
                 ).result(self.handshake_timeout)
             except Exception as exc:
+                # no join here: its dispatcher ends in _closed, which waits for self._lock
                 conn.close("no answer to get_version: %s" % (exc or type(exc).__name__))
-                conn.join(1.0)
                 logger.warning("[%s] handshake failed: %s", name, exc or type(exc).__name__)
                 return False
             response = reply.get("response") if reply.get("status") == Status.OK else None
@@ -247,8 +247,8 @@ class StreamClientCarrier(_StreamCarrier):
             if self._reconnect_thread is not None and self._reconnect_thread.is_alive():
                 return
             thread = threading.Thread(target=self._reconnect_loop, name="sig-reconnect", daemon=True)
+            thread.start()  # before _stop() can see it: joining a thread not yet started raises
             self._reconnect_thread = thread
-            thread.start()
 
     def _reconnect_loop(self) -> None:
         delay = self.reconnect_min
