@@ -187,7 +187,11 @@ def encode(message: dict[str, Any]) -> bytes:
         TypeError: ``message`` holds something JSON cannot carry.
         ValueError: ``message`` holds nan/inf or a circular reference.
     """
-    return (json.dumps(message, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
+    return (_ENCODE(message) + "\n").encode("utf-8")
+
+
+#: One encoder for every frame: ``json.dumps`` with options builds a new one per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def is_reply(message: dict[str, Any]) -> bool:

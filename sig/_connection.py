@@ -10,6 +10,9 @@ Each connection has three threads:
   message in flight and each message in its own write; towards a sig peer it
   batches frames and never waits.
 
+Towards a sig peer, a call or reply that finds nothing queued is sent at once, without
+blocking, by the thread that makes it (one thread hand-off less per request hop).
+
 No user code ever runs on the reader, so a listener may wait for a reply
 (e.g. make a request) without dead-locking the connection that must read it.
 """
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -37,6 +42,9 @@ logger = logging.getLogger("sig.connection")
 
 #: Largest message sent to a pysig 0.7.3 peer without a warning: it reads with ``recv(4096)``.
 LEGACY_FRAME_LIMIT = 4096
+#: Seconds between a frame sent to a 0.7.3 peer with no proof it was read (a reply) and the
+#: next one, so that the two do not land in one of its ``recv`` calls.
+LEGACY_GAP = 0.005
 
 
 class Stream(Protocol):
@@ -76,6 +84,8 @@ class Connection:
         block_when_full: wait for room (backpressure) instead of closing the
             connection when the queue is full (a server closes a peer that
             stops reading; a client makes its own triggers wait).
+        stall_timeout: without ``block_when_full``, seconds a full queue may make no progress
+            before the peer is closed (a slow reader slows the senders down instead).
         ping_interval: idle seconds before a ping to a sig peer; a ping not
             answered by the next one closes the connection.
         legacy_timeout: most seconds a 0.7.3 peer may take to reply before the
@@ -94,6 +104,7 @@ class Connection:
         max_frame: int = DEFAULT_MAX_FRAME,
         max_queue: int = 10000,
         block_when_full: bool = False,
+        stall_timeout: float = 1.0,
         ping_interval: float = 15.0,
         legacy_timeout: float = 10.0,
     ) -> None:
@@ -105,10 +116,11 @@ class Connection:
         self.on_closed = on_closed
         self.max_queue = max_queue
         self.block_when_full = block_when_full
+        self.stall_timeout = stall_timeout
         self.ping_interval = ping_interval
         self.legacy_timeout = legacy_timeout
         self.decoder = FrameDecoder(max_frame)
-        self.capabilities: frozenset[str] = frozenset()  # what both sides have; empty: a 0.7.3 peer
+        self._capabilities: frozenset[str] = frozenset()  # what both sides have; empty: a 0.7.3 peer
         self.closed = threading.Event()
         self.close_reason = ""
         self._ids = itertools.count(1)
@@ -118,13 +130,30 @@ class Connection:
         self._messages: deque[_Item] = deque()
         self._in_flight: _Item | None = None  # lock-step: the message whose reply we wait for
         self._in_flight_since = 0.0
+        self._last_write = 0.0  # lock-step: when the last frame not yet known to be read was sent
+        self._last_was_reply = False
         self._sending = 0
+        self._drainers = 0
+        self._send_now = _nonblocking_send(stream)
         self._ping: Future[Any] | None = None
         self._calls: deque[Any] = deque()
         self._calls_ready = threading.Condition()
         self._threads: list[threading.Thread] = []
 
     # -- life cycle ------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What both sides have (set after the ``get_version`` handshake); empty: a 0.7.3 peer."""
+        return self._capabilities
+
+    @capabilities.setter
+    def capabilities(self, value: frozenset[str]) -> None:
+        with self._cond:
+            self._capabilities = value
+            if "pipeline" in value:
+                self._in_flight = None  # the handshake's get_version, sent lock-step, is answered
+            self._cond.notify_all()  # the writer may now pipeline, or ping while idle
 
     @property
     def pipelined(self) -> bool:
@@ -162,11 +191,20 @@ class Connection:
     def drain(self, timeout: float) -> bool:
         """Wait until everything queued is sent (and, lock-step, answered); False on timeout."""
         with self._cond:
-            return self._cond.wait_for(
-                lambda: self.closed.is_set()
-                or not (self._messages or self._replies or self._sending or self._in_flight),
-                timeout,
-            )
+            self._drainers += 1
+            try:
+                return self._cond.wait_for(
+                    lambda: self.closed.is_set()
+                    or not (self._messages or self._replies or self._sending or self._awaiting_reply()),
+                    timeout,
+                )
+            finally:
+                self._drainers -= 1
+
+    def _awaiting_reply(self) -> bool:
+        """Lock-step: whether a message sent still waits for its reply (call with the lock held)."""
+        in_flight = self._in_flight
+        return in_flight is not None and in_flight.future is not None and not in_flight.future.done()
 
     def join(self, timeout: float) -> None:
         """Wait for the connection's threads to end (call after :meth:`close`)."""
@@ -210,8 +248,13 @@ class Connection:
         with self._cond:
             if self.closed.is_set():
                 return
-            self._replies.append(frame)
-            self._cond.notify_all()
+            if self._idle_pipelined():
+                self._sending = 1
+            else:
+                self._replies.append(frame)
+                self._cond.notify_all()
+                return
+        self._send_direct(frame)
 
     def _enqueue(self, message: dict[str, Any], future: Future[Any] | None, timeout: float | None) -> None:
         frame = encode(message)  # raises TypeError/ValueError in the caller's thread
@@ -223,20 +266,44 @@ class Connection:
             if self.closed.is_set():
                 raise CarrierError("connection %s is closed: %s" % (self.name, self.close_reason))
             if len(self._messages) >= self.max_queue:
+                wait = timeout
                 if not self.block_when_full:
-                    full = True
-                else:
-                    full = not self._cond.wait_for(
-                        lambda: self.closed.is_set() or len(self._messages) < self.max_queue, timeout
-                    )
-                    if self.closed.is_set():
-                        raise CarrierError("connection %s is closed: %s" % (self.name, self.close_reason))
+                    wait = self.stall_timeout if timeout is None else min(timeout, self.stall_timeout)
+                full = not self._cond.wait_for(
+                    lambda: self.closed.is_set() or len(self._messages) < self.max_queue, wait
+                )
+                if self.closed.is_set():
+                    raise CarrierError("connection %s is closed: %s" % (self.name, self.close_reason))
                 if full:
-                    reason = "peer is not reading: %d messages queued" % len(self._messages)
+                    reason = "peer is not reading: %d messages queued, none sent in %.1f s" % (
+                        len(self._messages), wait if wait is not None else 0.0)
                     threading.Thread(target=self.close, args=(reason,), daemon=True).start()
                     raise CarrierError("connection %s dropped: %s" % (self.name, reason))
-            self._messages.append(_Item(frame, future, method))
-            self._cond.notify_all()
+            if future is None or not self._idle_pipelined():
+                self._messages.append(_Item(frame, future, method))
+                self._cond.notify_all()
+                return
+            self._sending = 1
+        self._send_direct(frame)
+
+    def _idle_pipelined(self) -> bool:
+        """Whether a frame may go at once, from the caller's thread (call with the lock held)."""
+        idle = not (self._sending or self._replies or self._messages)
+        return idle and self._send_now is not None and "pipeline" in self._capabilities
+
+    def _send_direct(self, frame: bytes) -> None:
+        """Send ``frame`` now, not blocking (the caller set ``_sending``); the writer sends the rest."""
+        assert self._send_now is not None
+        try:
+            sent = self._send_now(frame)
+        except OSError:
+            sent = 0  # the writer's sendall meets the error again and closes the connection
+        with self._cond:
+            self._sending = 0
+            if sent < len(frame):
+                self._replies.appendleft(frame[sent:])  # before anything else
+            if self._replies or self._messages or self._drainers:
+                self._cond.notify_all()
 
     def _write_loop(self) -> None:
         try:
@@ -245,12 +312,11 @@ class Connection:
                 if batch is None:
                     return
                 try:
-                    self.stream.sendall(b"".join(batch) if self.pipelined else batch[0])
-                    for frame in batch[1:] if not self.pipelined else ():
-                        self.stream.sendall(frame)  # a 0.7.3 peer reads one message per recv
+                    self.stream.sendall(b"".join(batch) if len(batch) > 1 else batch[0])
                 finally:
                     with self._cond:
                         self._sending = 0
+                        self._last_write = time.monotonic()
                         self._cond.notify_all()
         except OSError as exc:
             self.close("send failed: %s" % exc)
@@ -265,31 +331,20 @@ class Connection:
                 if self.closed.is_set():
                     return None
                 batch: list[bytes] = []
-                while self._replies:
-                    batch.append(self._replies.popleft())
-                in_flight = self._in_flight
-                if in_flight is not None and in_flight.future is not None and not in_flight.future.done():
-                    if time.monotonic() - self._in_flight_since > self.legacy_timeout:
-                        logger.warning("[%s] no reply to %s in %.0f s; sending on", self.name, in_flight.method,
-                                       self.legacy_timeout)
-                        in_flight = self._in_flight = None
+                wait: float | None = None
+                if self._sending:
+                    pass  # another thread is sending a frame directly; it wakes us when done
+                elif self.pipelined:
+                    while self._replies:
+                        batch.append(self._replies.popleft())
+                    while self._messages and len(batch) < 512:
+                        batch.append(self._messages.popleft().frame)
                 else:
-                    in_flight = self._in_flight = None
-                if in_flight is None and self._messages:
-                    if self.pipelined:
-                        while self._messages and len(batch) < 512:
-                            batch.append(self._messages.popleft().frame)
-                    else:
-                        item = self._messages.popleft()
-                        batch.append(item.frame)
-                        if item.future is not None:
-                            self._in_flight, self._in_flight_since = item, time.monotonic()
-                            item.future.add_done_callback(self._wake)
+                    wait = self._next_legacy_frame(batch)
                 if batch:
                     self._sending = len(batch)
                     self._cond.notify_all()
                     return batch
-                wait = self.legacy_timeout if self._in_flight is not None else None
                 if "ping" in self.capabilities and self.ping_interval > 0:
                     wait = self.ping_interval if wait is None else min(wait, self.ping_interval)
                 if not self._cond.wait(wait):
@@ -299,6 +354,45 @@ class Connection:
                             self._send_ping()
                         finally:
                             self._cond.acquire()
+
+    def _next_legacy_frame(self, batch: list[bytes]) -> float | None:
+        """Towards a 0.7.3 peer, put the next frame into ``batch`` if it may go now.
+
+        A 0.7.3 peer takes each ``recv`` as one JSON document: nothing goes while a message
+        waits for its reply (which shows it was read); after a reply (no such proof) the next
+        frame waits LEGACY_GAP. Replies first, but a message after a reply (none starves).
+        Return how long to wait before trying again (None: until woken).
+        """
+        in_flight = self._in_flight
+        if in_flight is not None:
+            future = in_flight.future
+            assert future is not None
+            if future.done():
+                self._in_flight = None
+                if not future.cancelled() and future.exception() is None:
+                    self._last_write = 0.0  # answered: the peer has read everything sent so far
+            elif time.monotonic() - self._in_flight_since > self.legacy_timeout:
+                logger.warning("[%s] no reply to %s in %.0f s; sending on", self.name, in_flight.method,
+                               self.legacy_timeout)
+                self._in_flight = None
+            else:
+                return self._in_flight_since + self.legacy_timeout - time.monotonic()
+        if not (self._replies or self._messages):
+            return None
+        gap = self._last_write + LEGACY_GAP - time.monotonic()
+        if gap > 0:
+            return gap
+        if self._replies and not (self._messages and self._last_was_reply):
+            batch.append(self._replies.popleft())  # replies first, but not always: messages must not starve
+            self._last_was_reply = True
+            return None
+        self._last_was_reply = False
+        item = self._messages.popleft()
+        batch.append(item.frame)
+        if item.future is not None:
+            self._in_flight, self._in_flight_since = item, time.monotonic()
+            item.future.add_done_callback(self._wake)
+        return None
 
     def _wake(self, _future: Future[Any]) -> None:
         with self._cond:
@@ -383,3 +477,18 @@ class Connection:
                 self.capabilities = frozenset(CAPABILITIES) & frozenset(c for c in offered if isinstance(c, str))
                 logger.debug("[%s] peer capabilities: %s", self.name, sorted(self.capabilities))
 
+
+def _nonblocking_send(stream: Any) -> Callable[[bytes], int] | None:
+    """Return ``send(data) -> bytes taken`` that never blocks, if ``stream`` wraps a plain socket."""
+    sock = getattr(stream, "sock", None)
+    flag = getattr(socket, "MSG_DONTWAIT", 0)
+    if not flag or not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket):
+        return None
+
+    def send(data: bytes) -> int:
+        try:
+            return sock.send(data, flag)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    return send

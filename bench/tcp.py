@@ -1,0 +1,431 @@
+"""TCP throughput and request latency of sig, against a raw NDJSON socket ceiling, in one run.
+
+Every party is its own process, on loopback:
+
+1. raw ceiling: a sender writes N lines ``{"sender":"s","event":"e","data":i}`` to a
+   minimal relay (it reads lines and writes them on, as the server hop does), which
+   writes them to a listener that ``json.loads`` each line;
+2. sig: a ServerRouter on CarrierTCPServer, a ClientRouter listening to
+   ``("bench", "tick")``, and a ClientRouter that registers ``bench`` and triggers N
+   signals (data = sequence number) then disconnects (which flushes); the listener
+   checks that none is lost and the order is kept;
+3. request round trip: a ClientRouter requesting a sender registered by another client
+   process (through the server), and a sender registered on the server itself.
+
+Throughput is (N - 1) / (time from first to last message received by the listener).
+Each measurement runs ROUNDS times, raw and sig in turn (fresh processes each time), and the
+best round counts, so that a burst of load elsewhere on the machine does not decide the result;
+every round is printed too. It prints a table and the ratios the project aims for:
+
+- sig signals/s / raw signals/s: target >= 0.15
+- sig signals/s: target >= 30,000
+- request round trip p50 (through the server to another client): target <= 0.3 ms
+
+Run: ``python3 bench/tcp.py [--n 100000] [--requests 2000] [--rounds 3]`` (about 15 s).
+Children are started as ``python3 bench/tcp.py --role ROLE ...`` and killed by PID at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOST = "127.0.0.1"
+CHILD_TIMEOUT = 60.0  # the longest any party waits for anything
+
+
+# -- child side: one line per report on stdout ----------------------------------------
+
+
+def report(tag: str, **fields: Any) -> None:
+    sys.stdout.write("%s %s\n" % (tag, json.dumps(fields)))
+    sys.stdout.flush()
+
+
+def wait_for_stdin_line(timeout: float) -> None:
+    """Block until the parent says go (one line on stdin), or give up after ``timeout``."""
+    done = threading.Event()
+
+    def read() -> None:
+        sys.stdin.readline()
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    done.wait(timeout)
+
+
+def _listen() -> socket.socket:
+    sock = socket.create_server((HOST, 0))
+    sock.settimeout(CHILD_TIMEOUT)
+    return sock
+
+
+def _nodelay(sock: socket.socket) -> socket.socket:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(CHILD_TIMEOUT)
+    return sock
+
+
+def role_raw_listener(n: int) -> None:
+    server = _listen()
+    report("READY", port=server.getsockname()[1])
+    conn, _ = server.accept()
+    _nodelay(conn)
+    count = lost_order = 0
+    first = last = 0.0
+    expected = 0
+    with conn, conn.makefile("rb") as lines:
+        for line in lines:
+            message = json.loads(line)
+            now = time.perf_counter()
+            if count == 0:
+                first = now
+            last = now
+            if message["data"] != expected:
+                lost_order += 1
+            expected = message["data"] + 1
+            count += 1
+            if count == n:
+                break
+    report("RESULT", count=count, disorder=lost_order, seconds=last - first)
+
+
+def role_raw_relay(listener_port: int) -> None:
+    server = _listen()
+    out = _nodelay(socket.create_connection((HOST, listener_port), timeout=CHILD_TIMEOUT))
+    report("READY", port=server.getsockname()[1])
+    conn, _ = server.accept()
+    _nodelay(conn)
+    pending = b""
+    with conn, out:
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            pending += data
+            cut = pending.rfind(b"\n") + 1
+            if cut:  # forward whole lines only, as a line-framed server hop would
+                out.sendall(pending[:cut])
+                pending = pending[cut:]
+        if pending:
+            out.sendall(pending)
+
+
+def role_raw_sender(relay_port: int, n: int) -> None:
+    sock = _nodelay(socket.create_connection((HOST, relay_port), timeout=CHILD_TIMEOUT))
+    report("READY")
+    wait_for_stdin_line(CHILD_TIMEOUT)
+    start = time.perf_counter()
+    encode = json.JSONEncoder(separators=(",", ":")).encode
+    with sock, sock.makefile("wb", buffering=65536) as out:
+        for i in range(n):
+            out.write((encode({"sender": "s", "event": "e", "data": i}) + "\n").encode())
+        out.flush()
+    report("SENT", seconds=time.perf_counter() - start)
+
+
+def _sig() -> Any:
+    sys.path.insert(0, ROOT)
+    import sig
+
+    return sig
+
+
+def role_sig_server() -> None:
+    sig = _sig()
+    from sig.carrier.tcpserver import CarrierTCPServer
+
+    carrier = CarrierTCPServer()
+    server = sig.ServerRouter(carrier)
+    server.addSender("srv", ["x"], requests={"echo": lambda params: params})
+    carrier.start(HOST, 0)
+    report("READY", port=carrier.port)
+    wait_for_stdin_line(CHILD_TIMEOUT * 2)  # until the parent is done
+    carrier.stop()
+
+
+def _client(port: int) -> tuple[Any, Any]:
+    sig = _sig()
+    from sig.carrier.tcpclient import CarrierTCPClient
+
+    carrier = CarrierTCPClient()
+    client = sig.ClientRouter(carrier)
+    if not carrier.connect(HOST, port, auto_reconnect=False):
+        report("ERROR", error="cannot connect to the server on port %d" % port)
+        sys.exit(1)
+    return carrier, client
+
+
+def role_sig_listener(port: int, n: int) -> None:
+    carrier, client = _client(port)
+    state = {"count": 0, "disorder": 0, "expected": 0, "first": 0.0, "last": 0.0}
+    done = threading.Event()
+
+    def on_tick(info: dict[str, Any], data: Any) -> None:
+        now = time.perf_counter()
+        if state["count"] == 0:
+            state["first"] = now
+        state["last"] = now
+        if data != state["expected"]:
+            state["disorder"] += 1
+        state["expected"] = data + 1
+        state["count"] += 1
+        if state["count"] == n:
+            done.set()
+
+    client.addRemoteListener(on_tick, "bench", "tick")
+    report("READY")
+    done.wait(CHILD_TIMEOUT)
+    report("RESULT", count=state["count"], disorder=state["disorder"], seconds=state["last"] - state["first"])
+    carrier.disconnect()
+
+
+def role_sig_sender(port: int, n: int) -> None:
+    carrier, client = _client(port)
+    sender = client.addRemoteSender("bench", ["tick"])
+    trigger = sender.getSignal("tick").trigger
+    report("READY")
+    wait_for_stdin_line(CHILD_TIMEOUT)
+    start = time.perf_counter()
+    for i in range(n):
+        trigger(i)
+    triggered = time.perf_counter()
+    carrier.disconnect()  # sends what is queued first
+    report("SENT", seconds=triggered - start, flushed=time.perf_counter() - start)
+
+
+def role_sig_responder(port: int) -> None:
+    carrier, client = _client(port)
+    client.addRemoteSender("rpc", ["x"], requests={"echo": lambda params: params})
+    report("READY")
+    wait_for_stdin_line(CHILD_TIMEOUT * 2)
+    carrier.disconnect()
+
+
+def role_sig_requester(port: int, count: int, warmup: int) -> None:
+    carrier, client = _client(port)
+    results = {}
+    for name, sender in (("client", "rpc"), ("server", "srv")):
+        for i in range(warmup):
+            client.remoteRequest(sender, "echo", i)
+        times = []
+        clock = time.perf_counter
+        for i in range(count):
+            start = clock()
+            if client.remoteRequest(sender, "echo", i) != i:
+                report("ERROR", error="wrong response from %s" % sender)
+                sys.exit(1)
+            times.append(clock() - start)
+        times.sort()
+        results[name] = {
+            "p50": times[len(times) // 2] * 1e3,
+            "p99": times[min(len(times) - 1, int(len(times) * 0.99))] * 1e3,
+            "max": times[-1] * 1e3,
+        }
+    report("RESULT", **results)
+    carrier.disconnect()
+
+
+ROLES = {
+    "raw-listener": lambda a: role_raw_listener(a.n),
+    "raw-relay": lambda a: role_raw_relay(a.port),
+    "raw-sender": lambda a: role_raw_sender(a.port, a.n),
+    "sig-server": lambda a: role_sig_server(),
+    "sig-listener": lambda a: role_sig_listener(a.port, a.n),
+    "sig-sender": lambda a: role_sig_sender(a.port, a.n),
+    "sig-responder": lambda a: role_sig_responder(a.port),
+    "sig-requester": lambda a: role_sig_requester(a.port, a.requests, a.warmup),
+}
+
+
+# -- parent side ------------------------------------------------------------------------
+
+
+class Child:
+    """A child process whose stdout lines ``TAG {json}`` can be awaited with a timeout."""
+
+    def __init__(self, role: str, **args: Any) -> None:
+        argv = [sys.executable, os.path.abspath(__file__), "--role", role]
+        for key, value in args.items():
+            argv += ["--%s" % key, str(value)]
+        self.role = role
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        with contextlib.suppress(OSError, ValueError):  # closed by kill()
+            for line in self.proc.stdout:
+                self.lines.put(line)
+        self.lines.put(None)
+
+    def expect(self, tag: str, timeout: float = CHILD_TIMEOUT) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError("%s: no %s in %.0f s" % (self.role, tag, timeout)) from None
+            if line is None:
+                raise RuntimeError("%s exited (code %s) before %s" % (self.role, self.proc.poll(), tag))
+            word, _, rest = line.partition(" ")
+            if word == tag:
+                return json.loads(rest) if rest.strip() else {}
+            if word == "ERROR":
+                raise RuntimeError("%s: %s" % (self.role, rest.strip()))
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write("go\n")
+            self.proc.stdin.flush()
+        except OSError:
+            pass
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5.0)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+
+
+def run_raw(n: int, children: list[Child]) -> dict[str, Any]:
+    listener = Child("raw-listener", n=n)
+    children.append(listener)
+    port = listener.expect("READY")["port"]
+    relay = Child("raw-relay", port=port)
+    children.append(relay)
+    port = relay.expect("READY")["port"]
+    sender = Child("raw-sender", port=port, n=n)
+    children.append(sender)
+    sender.expect("READY")
+    sender.go()
+    sent = sender.expect("SENT")
+    result = listener.expect("RESULT")
+    result["send_seconds"] = sent["seconds"]
+    return result
+
+
+def run_sig(n: int, requests: int, warmup: int, children: list[Child]) -> tuple[dict[str, Any], dict[str, Any]]:
+    server = Child("sig-server")
+    children.append(server)
+    port = server.expect("READY")["port"]
+    listener = Child("sig-listener", port=port, n=n)
+    children.append(listener)
+    listener.expect("READY")
+    sender = Child("sig-sender", port=port, n=n)
+    children.append(sender)
+    sender.expect("READY")
+    sender.go()
+    sent = sender.expect("SENT")
+    result = listener.expect("RESULT")
+    result["send_seconds"] = sent["seconds"]
+    result["flush_seconds"] = sent["flushed"]
+
+    responder = Child("sig-responder", port=port)
+    children.append(responder)
+    responder.expect("READY")
+    requester = Child("sig-requester", port=port, requests=requests, warmup=warmup)
+    children.append(requester)
+    rtt = requester.expect("RESULT")
+    responder.go()
+    server.go()
+    return result, rtt
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--role", choices=sorted(ROLES))
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--n", type=int, default=100_000, help="signals per throughput run")
+    parser.add_argument("--requests", type=int, default=2000, help="timed requests per target")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed requests first")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement; the best counts")
+    args = parser.parse_args()
+    if args.role:
+        ROLES[args.role](args)
+        return 0
+
+    sig = _sig()
+    print("sig %s, Python %s, %d CPUs, loopback TCP, every party its own process" % (
+        sig.VERSION, sys.version.split()[0], os.cpu_count() or 0))
+    started = time.monotonic()
+
+    def rate(result: dict[str, Any]) -> float:
+        return (result["count"] - 1) / result["seconds"] if result["seconds"] > 0 else 0.0
+
+    raws: list[dict[str, Any]] = []
+    sigs: list[dict[str, Any]] = []
+    rtts: list[dict[str, Any]] = []
+    print()
+    print("round  raw msg/s  sig msg/s  sig lost  sig disorder  rtt via client p50/p99 ms  rtt to server p50/p99 ms")
+    for round_ in range(1, args.rounds + 1):
+        children: list[Child] = []
+        try:
+            raws.append(run_raw(args.n, children))
+            for child in children:
+                child.kill()
+            children.clear()
+            sig_result, rtt = run_sig(args.n, args.requests, args.warmup, children)
+        finally:
+            for child in children:
+                child.kill()
+        sigs.append(sig_result)
+        rtts.append(rtt)
+        print("%5d %10.0f %10.0f %9d %13d %13.3f / %.3f %15.3f / %.3f" % (
+            round_, rate(raws[-1]), rate(sig_result), args.n - sig_result["count"], sig_result["disorder"],
+            rtt["client"]["p50"], rtt["client"]["p99"], rtt["server"]["p50"], rtt["server"]["p99"]))
+
+    raw = max(raws, key=rate)
+    sig_best = max(sigs, key=rate)
+    raw_rate, sig_rate = rate(raw), rate(sig_best)
+    best_rtt = {name: min((r[name] for r in rtts), key=lambda x: x["p50"]) for name in ("client", "server")}
+    intact = all(r["count"] == args.n and r["disorder"] == 0 for r in sigs)
+    print()
+    print("best of %d rounds, %d signals each:" % (args.rounds, args.n))
+    print("%-46s %12s" % ("throughput", "messages/s"))
+    print("%-46s %12.0f" % ("raw NDJSON: sender -> relay -> listener", raw_rate))
+    print("%-46s %12.0f" % ("sig: ClientRouter -> ServerRouter -> ClientRouter", sig_rate))
+    print()
+    print("%-46s %9s %9s %9s" % ("request round trip (%d after %d warm-up)" % (args.requests, args.warmup),
+                                 "p50 ms", "p99 ms", "max ms"))
+    for name, label in (("client", "to a sender of another client process"), ("server", "to a sender on the server")):
+        figures = best_rtt[name]
+        print("%-46s %9.3f %9.3f %9.3f" % (label, figures["p50"], figures["p99"], figures["max"]))
+    print()
+    ratio = sig_rate / raw_rate if raw_rate else 0.0
+    print("targets:")
+    print("  sig / raw signals/s:             %8.3f    (target >= 0.15: %s)" % (ratio, verdict(ratio >= 0.15)))
+    print("  sig signals/s:                   %8.0f    (target >= 30000: %s)" % (sig_rate, verdict(sig_rate >= 30000)))
+    print("  request p50 via another client:  %8.3f ms (target <= 0.3: %s)" % (
+        best_rtt["client"]["p50"], verdict(best_rtt["client"]["p50"] <= 0.3)))
+    print("  every sig round: 0 lost, order kept: %s" % verdict(intact))
+    print("(%.1f s in all)" % (time.monotonic() - started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
