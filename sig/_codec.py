@@ -214,7 +214,9 @@ def make_reply(message_id: Any, status: int, response: Any = None, exc: BaseExce
     """Build a reply in pysig's format (plus sig's optional ``error`` field)."""
     reply: dict[str, Any] = {"id": message_id, "status": int(status), "response": response}
     if exc is not None:
-        reply["exception"] = str(exc) or type(exc).__name__
+        # A failure relayed from a third peer keeps that peer's own text, not our wrapping of it.
+        text = exc.exception if isinstance(exc, RemoteError) and exc.exception else str(exc)
+        reply["exception"] = text or type(exc).__name__
         family = error_family(exc)
         if family is not None:
             reply["error"] = family

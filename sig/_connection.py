@@ -209,8 +209,9 @@ class Connection:
     def join(self, timeout: float) -> None:
         """Wait for the connection's threads to end (call after :meth:`close`)."""
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            if thread is not threading.current_thread():
+        for thread in list(self._threads):
+            # a thread not started yet (the connection is being set up) has nothing to wait for
+            if thread.ident is not None and thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
 
     # -- sending ---------------------------------------------------------------

@@ -87,7 +87,8 @@ def test_requests_across_clients_and_to_server_senders(net) -> None:
     assert net.server.request("weather", "temperature") == 21.5
     with pytest.raises(sig.RemoteError, match="sensor offline") as failed:
         asker.remoteRequest("weather", "fail")
-    assert failed.value.status == -2
+    assert failed.value.status == -2 and failed.value.exception == "sensor offline"
+    assert str(failed.value).count("failed on the far side") == 1
     with pytest.raises(LookupError, match="no handler for method 'nope'"):
         asker.remoteRequest("timer", "nope")
     with pytest.raises(NameError, match="'ghost' is not connected"):
