@@ -44,7 +44,7 @@ logger = logging.getLogger("sig.connection")
 LEGACY_FRAME_LIMIT = 4096
 #: Seconds between a frame sent to a 0.7.3 peer with no proof it was read (a reply) and the
 #: next one, so that the two do not land in one of its ``recv`` calls.
-LEGACY_GAP = 0.005
+LEGACY_GAP = 0.02
 
 
 class Stream(Protocol):
