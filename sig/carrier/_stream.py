@@ -206,8 +206,8 @@ class StreamClientCarrier(_StreamCarrier):
                 ).result(self.handshake_timeout)
             except Exception as exc:
                 # no join here: its dispatcher ends in _closed, which waits for self._lock
-                conn.close("no answer to get_version: %s" % (exc or type(exc).__name__))
-                logger.warning("[%s] handshake failed: %s", name, exc or type(exc).__name__)
+                conn.close("no answer to get_version: %s" % (str(exc) or type(exc).__name__))
+                logger.warning("[%s] handshake failed: %s", name, str(exc) or type(exc).__name__)
                 return False
             response = reply.get("response") if reply.get("status") == Status.OK else None
             if isinstance(response, dict):

@@ -13,7 +13,8 @@ import socket
 import ssl
 from typing import Any
 
-from ._socket import SocketStream, tune
+from .._connection import Stream
+from ._socket import socket_stream, tune
 from ._stream import StreamClientCarrier
 
 __all__ = ["CarrierTCPClient"]
@@ -61,7 +62,7 @@ class CarrierTCPClient(StreamClientCarrier):
         """Send what is queued, then close the connection and stop reconnecting."""
         self._stop()
 
-    def _open(self) -> tuple[SocketStream, str]:
+    def _open(self) -> tuple[Stream, str]:
         assert self.server_address is not None
         host, port = self.server_address
         sock = socket.create_connection((host, port), timeout=self.connect_timeout)
@@ -73,4 +74,4 @@ class CarrierTCPClient(StreamClientCarrier):
         except (OSError, ssl.SSLError):
             sock.close()
             raise
-        return SocketStream(sock), "%s:%s" % (host, port)
+        return socket_stream(sock), "%s:%s" % (host, port)

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from .._errors import CarrierError
-from ._socket import SocketStream, tune
+from ._socket import socket_stream, tune
 from ._stream import StreamServerCarrier
 
 __all__ = ["CarrierTCPServer"]
@@ -102,4 +102,4 @@ class CarrierTCPServer(StreamServerCarrier):
             logger.warning("[TCP_SRV] dropped %s: %s", peer, exc)
             sock.close()
             return
-        self._serve(SocketStream(sock), peer)
+        self._serve(socket_stream(sock), peer)
