@@ -15,11 +15,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from typing import Any
 
 from ._carrier import Carrier, ClientId
-from ._errors import CarrierError, NotRegisteredError, SenderConnectedError, SigError, UnknownSenderError
+from ._errors import (
+    CarrierError,
+    NotRegisteredError,
+    RemoteNameError,
+    SenderConnectedError,
+    SigError,
+    UnknownSenderError,
+)
 from ._event import Event, Listener, Signal
 from ._ident import BUILTIN_EVENTS, Ident, check_ident, check_listener, check_optional_ident
 from ._remote import ident_param, param, remote_call
@@ -151,10 +159,15 @@ class ClientRouter(Router):
         state.objsender.removeListener(self._forward_signal)
         self.removeSender(state.objsender)
 
-    def _register_sender(self, name: Ident, state: _RemoteSender) -> None:
+    def _register_sender(self, name: Ident, state: _RemoteSender, flush: bool = False) -> None:
         requests = None if state.requests is None else list(state.requests)
         self._call({"method": "add_sender", "params": {"sender": name, "events": state.events, "requests": requests}})
-        state.session = self._session
+        with self._buffer_lock:
+            state.session = self._session
+            if flush:
+                self._live = False  # its buffered signals go before any new one
+        if flush:
+            self._flush()
 
     # -- listeners ---------------------------------------------------------------
 
@@ -265,9 +278,13 @@ class ClientRouter(Router):
         with self._remote_lock:
             senders = [(name, s) for name, s in self._remote_senders.items() if s.session != self._session]
             listeners = [r for r in self._remote_listeners if r.session != self._session]
+        taken: list[Ident] = []
         for name, state in senders:
             try:
                 self._register_sender(name, state)
+            except RemoteNameError:
+                taken.append(name)
+                logger.warning("remote sender %r is still held by our previous connection; retrying", name)
             except Exception as exc:
                 logger.error("could not register remote sender %r again: %s", name, exc)
         for reg in listeners:
@@ -278,6 +295,9 @@ class ClientRouter(Router):
         if senders or listeners:
             logger.info("registered again %d sender(s) and %d listener(s)", len(senders), len(listeners))
         self._flush()
+        if taken:
+            retry = threading.Thread(target=self._retry_senders, args=(self._session, taken), daemon=True)
+            retry.start()
 
     def _disconnected(self, clientid: ClientId) -> None:
         self._live = False
@@ -297,7 +317,8 @@ class ClientRouter(Router):
         if info.get("event") in BUILTIN_EVENTS:
             return  # the server fires those itself
         message = {"method": "signal", "params": {"info": info, "data": data}}
-        if self._live:
+        state = self._remote_senders.get(info.get("sender"))  # type: ignore[arg-type]
+        if self._live and state is not None and state.session == self._session:
             try:
                 self.carrier.post(self._clientid, message)
                 return
@@ -312,21 +333,53 @@ class ClientRouter(Router):
             self._buffer.append(message)
 
     def _flush(self) -> None:
+        """Send the buffered signals of the senders registered now; keep those of the others."""
         while True:
             with self._buffer_lock:
-                if not self._buffer:
+                ready: list[dict[str, Any]] = []
+                kept: deque[dict[str, Any]] = deque()
+                for message in self._buffer:
+                    state = self._remote_senders.get(message["params"]["info"].get("sender"))
+                    if state is not None:  # else the sender was removed meanwhile
+                        (ready if state.session == self._session else kept).append(message)
+                self._buffer = kept
+                if not ready:
                     self._live = True
                     return
-                batch = list(self._buffer)
-                self._buffer.clear()
-            for index, message in enumerate(batch):
+            for index, message in enumerate(ready):
                 try:
                     self.carrier.post(self._clientid, message)
                 except CarrierError as exc:
                     logger.warning("sending buffered signals failed: %s", exc)
                     with self._buffer_lock:
-                        self._buffer.extendleft(reversed(batch[index:]))
+                        self._buffer.extendleft(reversed(ready[index:]))
                     return
+
+    def _retry_senders(self, session: int, names: list[Ident]) -> None:
+        """Register again senders the server still held for our previous connection.
+
+        A client that comes back before the server noticed its old connection died
+        (half-open TCP, a Wi-Fi blip) finds its senders "already connected" until the
+        server drops that connection (ping, keepalive); keep trying until then.
+        """
+        delay = 0.25
+        while names and self._session == session and self.carrier.isConnected():
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            for name in list(names):
+                with self._remote_lock:
+                    state = self._remote_senders.get(name)
+                if state is None or state.session == session:
+                    names.remove(name)
+                    continue
+                try:
+                    self._register_sender(name, state, flush=True)
+                except RemoteNameError:
+                    continue
+                except Exception as exc:
+                    logger.error("could not register remote sender %r again: %s", name, exc)
+                names.remove(name)
+                logger.info("remote sender %r registered again", name)
 
     add_remote_sender = addRemoteSender
     remove_remote_sender = removeRemoteSender

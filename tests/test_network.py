@@ -9,6 +9,7 @@ import pytest
 from netutil import Recorder, wait_until
 
 import sig
+from sig.carrier.local import LocalCarrier
 from sig.carrier.tcpclient import CarrierTCPClient
 from sig.carrier.tcpserver import CarrierTCPServer
 
@@ -340,3 +341,27 @@ def test_request_to_a_slow_client_times_out_as_timeout_error() -> None:
         slow_carrier.disconnect()
         asker_carrier.disconnect()
         tcp.stop()
+
+
+def test_sender_still_held_by_the_previous_connection_is_registered_again_later() -> None:
+    server_end, client_end = LocalCarrier(), LocalCarrier()
+    server = sig.ServerRouter(server_end)
+    client = sig.ClientRouter(client_end)
+    client_end.connect(server_end)
+    rec = Recorder()
+    server.addListener(rec.listener("s"), "dev", "e")
+    signal = client.addRemoteSender("dev", ["e"]).getSignal("e")
+    signal.trigger(1)
+    # The client sees its connection drop and come back, but the server has not noticed yet
+    # (half-open TCP): "dev" is still registered for the old connection.
+    client._disconnected(client_end.clientid)
+    signal.trigger(2)  # buffered
+    client._connected(client_end.clientid)
+    client._ready(client_end.clientid)
+    signal.trigger(3)  # still buffered: the server refused "dev" so far
+    assert [c[3] for c in rec.calls] == [1]
+    server_end.handle_client_disconnected(client_end.clientid)  # the server finally drops the old one
+    assert wait_until(lambda: server.getSender("dev").isConnected(), 5.0)
+    assert [c[3] for c in rec.wait_for(3)] == [1, 2, 3]
+    signal.trigger(4)
+    assert [c[3] for c in rec.wait_for(4)] == [1, 2, 3, 4]
