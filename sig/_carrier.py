@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any
 
 from ._codec import Status, make_reply
 from ._errors import CarrierError
@@ -171,7 +172,7 @@ class Carrier:
         if self.callback_client_disconnected is not None:
             self.callback_client_disconnected(clientid)
 
-    def handle_all_clients_diconnected(self) -> None:  # noqa: D401 - documented pysig spelling
+    def handle_all_clients_diconnected(self) -> None:
         """Tell the router every peer disconnected (pysig's spelling; see the alias)."""
         if self.callback_all_clients_disconnected is not None:
             self.callback_all_clients_disconnected()

@@ -210,7 +210,9 @@ class ClientRouter(Router):
                 None,
             )
             if reg is None:
-                raise NotRegisteredError("listener %r is not registered remotely to (%r, %r)" % (listener, sender, event))
+                raise NotRegisteredError(
+                    "listener %r is not registered remotely to (%r, %r)" % (listener, sender, event)
+                )
             self._remote_listeners.remove(reg)
             listener_id = reg.listener_id
             if listener_id is not None:

@@ -8,7 +8,8 @@ refused because ``True == 1`` would silently merge two keys.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any, Union
 
 from ._errors import InvalidArgumentError, InvalidIdentifierError
 
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 #: A sender, event or request method identifier.
-Ident = Union[str, int, float]
+Ident = Union[str, int, float]  # noqa: UP007 - a runtime alias that 3.10's typing also accepts
 
 #: Prefix that marks an event as a channel shared by every sender declaring it.
 CHANNEL_DECORATOR = "#"

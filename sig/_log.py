@@ -12,7 +12,7 @@ import inspect
 import logging
 import sys
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["LOG_LEVELS", "SimpleLogger", "setup_logger", "TRACE"]
 
@@ -22,7 +22,7 @@ TRACE = 5
 _SIG_LOGGER = "sig"
 
 
-class LOG_LEVELS:  # noqa: N801 - the documented pysig name
+class LOG_LEVELS:
     """Log levels of pysig, with the values of the standard :mod:`logging` levels."""
 
     LEVEL_TRACE = TRACE
@@ -33,7 +33,7 @@ class LOG_LEVELS:  # noqa: N801 - the documented pysig name
     LEVEL_CRITICAL = logging.CRITICAL
     LEVEL_NONE = 100
 
-    LEVEL_NAMES = {
+    LEVEL_NAMES: ClassVar[dict[int, str]] = {
         TRACE: "trace",
         logging.DEBUG: "debug",
         logging.INFO: "info",
@@ -119,7 +119,7 @@ class _RouteHandler(logging.Handler):
                 target.do_print(record.levelno, text, lineno=record.lineno, funcname=record.funcName)
             else:
                 name = LOG_LEVELS.LEVEL_NAMES.get(record.levelno, "info")
-                method = getattr(target, name, None) or getattr(target, "info")
+                method = getattr(target, name, None) or target.info
                 method(text)
         except Exception:  # a broken log target must never break routing
             self.handleError(record)

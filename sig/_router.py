@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from threading import RLock  # the registry lock; the core never starts threads or waits
-from typing import Any, Iterator
+from typing import Any
 
 from ._errors import InvalidArgumentError, NotRegisteredError, SenderConnectedError, UnknownSenderError
 from ._event import Event, Listener, Signal

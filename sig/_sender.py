@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidArgumentError, UnknownEventError, UnknownMethodError
 from ._event import Event, Listener, Signal

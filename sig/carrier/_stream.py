@@ -10,8 +10,9 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from .._carrier import Carrier, ClientId
 from .._codec import CAPABILITIES, DEFAULT_MAX_FRAME, Status

@@ -12,7 +12,8 @@ run on each one so that what crosses is exactly what JSON can carry.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .._carrier import Carrier, ClientId
 from .._errors import CarrierError
