@@ -120,14 +120,11 @@ class ClientRouter(Router):
             self._check_reachable()
             created = state is None
             if state is None:
-                objsender = self.addSender(sender, events, requests=requests)
-                objsender.addListener(self._forward_signal)
+                objsender = self._add_forwarded(sender, events, requests)
                 state = self._remote_senders[sender] = _RemoteSender(objsender, events, requests)
             elif (events, requests) != (state.events, state.requests):
-                state.objsender.removeListener(self._forward_signal)
-                self.removeSender(state.objsender)
-                state.objsender = self.addSender(sender, events, requests=requests)
-                state.objsender.addListener(self._forward_signal)
+                self._remove_forwarded(state)
+                state.objsender = self._add_forwarded(sender, events, requests)
                 state.events, state.requests = events, requests
             if self.carrier.isConnected():
                 try:
@@ -156,6 +153,15 @@ class ClientRouter(Router):
 
     def _drop_sender(self, name: Ident, state: _RemoteSender) -> None:
         del self._remote_senders[name]
+        self._remove_forwarded(state)
+
+    def _add_forwarded(self, sender: Ident, events: Any, requests: RequestHandlers | None) -> Sender:
+        """Add the local side of a remote sender: its events are forwarded to the server."""
+        objsender = self.addSender(sender, events, requests=requests)
+        objsender.addListener(self._forward_signal)
+        return objsender
+
+    def _remove_forwarded(self, state: _RemoteSender) -> None:
         state.objsender.removeListener(self._forward_signal)
         self.removeSender(state.objsender)
 

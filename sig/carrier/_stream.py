@@ -46,10 +46,13 @@ class _StreamCarrier(Carrier):
     def _connection(self, clientid: ClientId) -> Connection | None:
         raise NotImplementedError
 
+    #: The class of this carrier's connections (a carrier may extend :class:`Connection`).
+    connection_class: type[Connection] = Connection
+
     def _new_connection(
         self, clientid: ClientId, stream: Stream, name: str, on_closed: Callable[[Connection], None], client: bool
     ) -> Connection:
-        return Connection(
+        return self.connection_class(
             self,
             clientid,
             stream,

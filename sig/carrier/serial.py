@@ -31,14 +31,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from .._carrier import ClientId
-from .._connection import Connection, Stream
+from .._connection import Connection
 from .._errors import CarrierError
 from ._serialport import SerialStream, close_port, open_port, pyserial
-from ._stream import StreamClientCarrier, StreamServerCarrier, _StreamCarrier
+from ._stream import StreamClientCarrier, StreamServerCarrier
 
 __all__ = ["CarrierSerialServer", "CarrierSerialClient", "SerialStream"]
 
@@ -61,10 +60,14 @@ class _LineConnection(Connection):
     (a client of an earlier session) to reconnect.
     """
 
-    nudge = False
     greeted = False  # a get_version arrived (reader thread)
     nudged = False
     sessions = 0  # get_version calls handled (dispatcher thread)
+
+    @property
+    def nudge(self) -> bool:
+        """A server's connection (one that does not block when full) nudges stray clients."""
+        return not self.block_when_full
 
     def start(self) -> None:
         """Start the connection's threads and its watchdog."""
@@ -106,17 +109,6 @@ class _LineConnection(Connection):
         super()._on_frame(frame)
 
 
-def _line_connection(carrier: _StreamCarrier, clientid: ClientId, stream: Stream, name: str,
-                     on_closed: Callable[[Connection], None], client: bool) -> Connection:
-    conn = _LineConnection(
-        carrier, clientid, stream, name=name, executor=carrier._executor, on_closed=on_closed,
-        max_frame=carrier.max_frame, max_queue=carrier.max_queue, block_when_full=client,
-        ping_interval=carrier.ping_interval, legacy_timeout=carrier.call_timeout,
-    )
-    conn.nudge = not client
-    return conn
-
-
 class CarrierSerialServer(StreamServerCarrier):
     """Serve the :class:`~sig.ClientRouter` at the other end of a serial line.
 
@@ -128,6 +120,8 @@ class CarrierSerialServer(StreamServerCarrier):
             (e.g. a USB adapter unplugged).
         **settings: those of the TCP carriers (``max_frame``, ``ping_interval``, ``call_timeout`` ...).
     """
+
+    connection_class = _LineConnection
 
     def __init__(self, port: str | None = None, baudrate: int = 115200, serial_options: dict[str, Any] | None = None,
                  reopen_min: float = 0.1, reopen_max: float = 2.0, **settings: Any) -> None:
@@ -187,10 +181,6 @@ class CarrierSerialServer(StreamServerCarrier):
                     self.handle_client_connected(clientid)
         return super().handleRX(clientid, message)
 
-    def _new_connection(self, clientid: ClientId, stream: Stream, name: str,
-                        on_closed: Callable[[Connection], None], client: bool) -> Connection:
-        return _line_connection(self, clientid, stream, name, on_closed, client)
-
     def _line_loop(self, port: Any) -> None:
         """Serve the line, one session after another, until :meth:`stop`."""
         delay = self.reopen_min
@@ -231,6 +221,8 @@ class CarrierSerialClient(StreamClientCarrier):
             ``ping_interval``, ``call_timeout`` ...).
     """
 
+    connection_class = _LineConnection
+
     def __init__(self, serial_options: dict[str, Any] | None = None, handshake_timeout: float = 2.0,
                  **settings: Any) -> None:
         pyserial()
@@ -261,10 +253,6 @@ class CarrierSerialClient(StreamClientCarrier):
             conn.send_reply(_BYE)  # after everything else
         logger.info("[SERIAL_CL] Disconnecting from %s", self.port)
         self._stop(self.flush_timeout)
-
-    def _new_connection(self, clientid: ClientId, stream: Stream, name: str,
-                        on_closed: Callable[[Connection], None], client: bool) -> Connection:
-        return _line_connection(self, clientid, stream, name, on_closed, client)
 
     def _open(self) -> tuple[SerialStream, str]:
         assert self.port is not None
