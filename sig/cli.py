@@ -55,27 +55,14 @@ DEFAULT_SERVER = "127.0.0.1:3000"
 # -- helpers -----------------------------------------------------------------------
 
 
-class _TCPClient(CarrierTCPClient):
-    """A TCP client carrier that remembers why its last connection attempt failed."""
-
-    last_error: OSError | None = None
-
-    def _open(self) -> Any:
-        try:
-            return super()._open()
-        except OSError as exc:
-            self.last_error = exc
-            raise
-
-
-def _connect(args: argparse.Namespace, keep_reconnecting: bool = False) -> tuple[ClientRouter, _TCPClient]:
+def _connect(args: argparse.Namespace, keep_reconnecting: bool = False) -> tuple[ClientRouter, CarrierTCPClient]:
     """Connect a ClientRouter to ``--server``; fail at once (one line) when it cannot be reached.
 
     With ``keep_reconnecting`` the carrier reconnects by itself after a later
     outage (and the ClientRouter registers everything again).
     """
     host, port = parse_address(args.server, what="--server")
-    carrier = _TCPClient()
+    carrier = CarrierTCPClient()
     router = ClientRouter(carrier, request_timeout=getattr(args, "timeout", 10.0))
     if not carrier.connect(host, port, auto_reconnect=keep_reconnecting):
         carrier.disconnect()  # stops the background retries

@@ -161,6 +161,8 @@ class StreamClientCarrier(_StreamCarrier):
         self.reconnect_max = reconnect_max
         self.clientid = "client-%x" % id(self)
         self.server_version: Any = None
+        #: Why the stream of the last attempt could not be opened (None: it opened).
+        self.last_error: OSError | None = None
         self._conn: Connection | None = None
         self._lock = threading.RLock()
         self._stopping = threading.Event()
@@ -200,8 +202,10 @@ class StreamClientCarrier(_StreamCarrier):
             try:
                 stream, name = self._open()
             except OSError as exc:
+                self.last_error = exc
                 logger.info("connecting failed: %s", exc)
                 return False
+            self.last_error = None
             conn = self._new_connection(self.clientid, stream, name, self._closed, client=True)
             conn.start()
             try:
