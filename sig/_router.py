@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from threading import RLock  # the registry lock; the core never starts threads or waits
 from typing import Any
 
@@ -26,9 +26,12 @@ from ._ident import (
 )
 from ._sender import RequestHandlers, Sender
 
-__all__ = ["Router"]
+__all__ = ["Router", "ListenerWatcher"]
 
 logger = logging.getLogger("sig.router")
+
+#: ``watcher(sender, event, added)``: told of every listener registration and removal.
+ListenerWatcher = Callable[[Any, Any, bool], None]
 
 
 class Router:
@@ -60,6 +63,7 @@ class Router:
         broadcaster.connected_sender = True
         self.senders[None] = broadcaster
         self._broadcast_event = broadcaster.events[None]
+        self._watchers: tuple[ListenerWatcher, ...] = ()
 
     # -- listeners ---------------------------------------------------------
 
@@ -91,6 +95,7 @@ class Router:
                 idle = not is_channel(event)
             else:
                 idle = objsender.connected_sender and not objsender._declares(event)
+        self._notify_watchers(sender, event, True)
         if idle:
             if sender is None:
                 logger.warning("listener on (None, %r) never fires: only '#' channel events reach any sender", event)
@@ -121,6 +126,29 @@ class Router:
                     del objsender.events[event]
             if sender is not None and not objsender.connected_sender and not objsender.hasListeners():
                 del self.senders[sender]
+        self._notify_watchers(sender, event, False)
+
+    def watchListeners(self, watcher: ListenerWatcher) -> None:
+        """Call ``watcher(sender, event, added)`` after every listener registration or removal.
+
+        Carriers that subscribe on demand (MQTT) use it to follow what this
+        router's listeners need. The watcher runs on the registering thread,
+        with no lock held, and must not raise.
+        """
+        with self._lock:
+            self._watchers = self._watchers + (watcher,)
+
+    def unwatchListeners(self, watcher: ListenerWatcher) -> None:
+        """Stop calling a watcher given to :meth:`watchListeners`."""
+        with self._lock:
+            self._watchers = tuple(w for w in self._watchers if w != watcher)
+
+    def _notify_watchers(self, sender: Ident | None, event: Ident | None, added: bool) -> None:
+        for watcher in self._watchers:
+            try:
+                watcher(sender, event, added)
+            except Exception:
+                logger.exception("listener watcher %r failed", watcher)
 
     @contextlib.contextmanager
     def listening(
@@ -135,7 +163,9 @@ class Router:
 
     # -- senders -----------------------------------------------------------
 
-    def addSender(self, sender: Ident, events: Any, requests: RequestHandlers | None = None) -> Sender:
+    def addSender(
+        self, sender: Ident, events: Any, requests: RequestHandlers | None = None, *, announce: bool = True
+    ) -> Sender:
         """Register (connect) a sender and fire its ``#connect`` event.
 
         Args:
@@ -144,6 +174,10 @@ class Router:
                 Events starting with ``#`` are channels.
             requests: ``{method: handler(params)}``, optionally with a default
                 handler under the key ``None``, called as ``handler(method, params)``.
+            announce: False registers it without firing ``#connect``: the sender was
+                connected before this router learned of it (a late joiner's view, e.g.
+                a retained MQTT birth), as pysig tells no listener that subscribes
+                after a sender connected.
 
         Returns:
             The :class:`Sender`; get signals from it with :meth:`Sender.getSignal`.
@@ -167,7 +201,8 @@ class Router:
             objsender.connected_sender = True
             data = objsender.describe()
         logger.debug("sender %r connected with events %r", sender, declared)
-        objsender.getSignal(EVENT_CONNECT).trigger(data)
+        if announce:
+            objsender.getSignal(EVENT_CONNECT).trigger(data)
         return objsender
 
     def removeSender(self, sender: Sender | Ident) -> None:
@@ -199,6 +234,41 @@ class Router:
                 del self.senders[name]
         logger.debug("sender %r disconnected", name)
         objsender.getSignal(EVENT_DISCONNECT).trigger(data)
+
+    def dispatch(self, sender: Ident, event: Ident, data: Any = None, info: dict[str, Any] | None = None) -> int:
+        """Deliver one event to its listeners, whether or not ``sender`` is registered here.
+
+        For events that come from elsewhere: a plain MQTT device that never
+        registers, or an event that overtook its sender's registration. The
+        listeners are those a :class:`Signal` of that sender would call, in the
+        same order; ``info`` adds keys to the ``{"sender", "event"}`` they get.
+
+        Returns:
+            How many listeners were called.
+        """
+        check_ident(sender, "sender")
+        check_ident(event, "event")
+        with self._lock:
+            listeners = self._broadcast_event.listeners
+            objsender = self.senders.get(sender)
+            if objsender is not None:
+                listeners += objsender.events[None].listeners
+            if is_channel(event):
+                channel = self.senders[None].events.get(event)
+                if channel is not None:
+                    listeners += channel.listeners
+            objevent = objsender.events.get(event) if objsender is not None else None
+            if objevent is not None:
+                listeners += objevent.listeners
+        full_info: dict[str, Any] = {"sender": sender, "event": event}
+        if info:
+            full_info.update(info)
+        for listener in listeners:
+            try:
+                listener(full_info, data)
+            except Exception:
+                logger.exception("listener %r failed on %r:%r", listener, sender, event)
+        return len(listeners)
 
     def getSender(self, sender: Ident | None, create: bool = False) -> Sender:
         """Return the :class:`Sender` object of ``sender``.
@@ -256,6 +326,8 @@ class Router:
 
     add_listener = addListener
     remove_listener = removeListener
+    watch_listeners = watchListeners
+    unwatch_listeners = unwatchListeners
     add_sender = addSender
     remove_sender = removeSender
     get_sender = getSender

@@ -123,6 +123,9 @@ class ServerRouter(Router):
         carrier.callback_client_disconnected = functools.partial(self._client_disconnected, carrier)
         carrier.callback_all_clients_disconnected = functools.partial(self._all_disconnected, carrier)
         self.carriers.append(carrier)
+        bind = getattr(carrier, "bind_router", None)
+        if bind is not None:  # carriers that act on the router itself (MQTT)
+            bind(self)
 
     # -- RPC methods (called as method((carrier, clientid), params)) -----------
 

@@ -1,0 +1,386 @@
+"""One MQTT connection (paho-mqtt 2.x), with what paho leaves to its users.
+
+* MQTT 5 first, 3.1.1 when the broker refuses it: paho fixes the protocol per
+  client object and never downgrades, and amqtt sends no CONNACK at all to an
+  MQTT 5 CONNECT that carries a Will, so a missing CONNACK also means 3.1.1.
+* Reconnects in the background with backoff (paho's loop); every callback is
+  handed to the owner, which must return at once (paho's network thread runs them).
+* Counts publishes not yet written or acknowledged, so a publisher can wait
+  (backpressure) instead of growing paho's unbounded queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from sig._errors import CarrierError
+
+__all__ = ["MqttLink", "Will", "make_tls_context", "properties"]
+
+logger = logging.getLogger("sig_mqtt.link")
+
+_UNSUPPORTED_PROTOCOL = (1, 132)  # 3.1.1 "unacceptable protocol version", MQTT 5 0x84
+
+
+class Will:
+    """The Last Will: topic, payload, retained, QoS 1."""
+
+    def __init__(self, topic: str, payload: bytes) -> None:
+        self.topic = topic
+        self.payload = payload
+
+
+def properties(packet_type: int, **values: Any) -> Properties:
+    """MQTT 5 properties of one packet type, e.g. ``properties(PacketTypes.PUBLISH, ResponseTopic=...)``."""
+    props = Properties(packet_type)  # type: ignore[no-untyped-call]
+    for name, value in values.items():
+        setattr(props, name, value)
+    return props
+
+
+def make_tls_context(tls: Any) -> ssl.SSLContext | None:
+    """``tls``: ``None``/False (no TLS), True (system CAs), a CA file path, or an :class:`ssl.SSLContext`."""
+    if tls is None or tls is False:
+        return None
+    if isinstance(tls, ssl.SSLContext):
+        return tls
+    if tls is True:
+        return ssl.create_default_context()
+    if isinstance(tls, str):
+        return ssl.create_default_context(cafile=tls)
+    raise TypeError("tls must be None, True, a CA file path or an ssl.SSLContext, not %s" % type(tls).__name__)
+
+
+class MqttLink:
+    """A paho client that connects, falls back to 3.1.1, and reconnects by itself.
+
+    Args:
+        client_id: the MQTT client id.
+        protocol: 5 or 4 (3.1.1); 5 falls back to 4 when the broker refuses it.
+        on_connect: ``on_connect(protocol, session_present)`` after every CONNACK.
+        on_disconnect: ``on_disconnect(reason)`` when an established connection ends.
+        on_message: ``on_message(message)`` for every PUBLISH received.
+        will: the Last Will (retained, QoS 1).
+        session_expiry: seconds the broker keeps our session (None: a clean session each time).
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        *,
+        protocol: int = 5,
+        on_connect: Callable[[int, bool], None],
+        on_disconnect: Callable[[str], None],
+        on_message: Callable[[paho.MQTTMessage], None],
+        will: Will | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        tls: Any = None,
+        keepalive: int = 30,
+        session_expiry: int | None = None,
+        connect_timeout: float = 5.0,
+        connack_timeout: float = 2.0,
+        reconnect_min: float = 0.25,
+        reconnect_max: float = 5.0,
+        max_inflight: int = 100,
+    ) -> None:
+        if protocol not in (4, 5):
+            raise ValueError("protocol must be 5 (MQTT 5) or 4 (MQTT 3.1.1), not %r" % (protocol,))
+        self.client_id = client_id
+        self.protocol = protocol
+        self.will = will
+        self.username = username
+        self.password = password
+        self.tls = make_tls_context(tls)
+        self.keepalive = keepalive
+        self.session_expiry = session_expiry
+        self.connect_timeout = connect_timeout
+        self.connack_timeout = connack_timeout
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self.max_inflight = max_inflight
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self._on_message = on_message
+        self.connected = False
+        self.last_error: str | None = None
+        self.address: tuple[str, int] | None = None
+        self._client: paho.Client | None = None
+        self._auto_reconnect = True
+        self._stopping = False
+        self._socket_opened_at: float | None = None
+        self._first = threading.Event()  # the first attempt ended (either way)
+        self._fallback = threading.Event()
+        self._lock = threading.Lock()
+        self._outstanding = 0
+        self._drained = threading.Condition(self._lock)
+        self._supervisor: threading.Thread | None = None
+        self.network_thread: threading.Thread | None = None
+
+    # -- life ----------------------------------------------------------------
+
+    def start(self, host: str, port: int, auto_reconnect: bool = True) -> bool:
+        """Connect; True once the broker accepted us (waits at most ``connect_timeout`` s).
+
+        False at once when the broker cannot be reached or refuses us; with
+        ``auto_reconnect`` the link keeps trying in the background.
+        """
+        self.address = (host, port)
+        self._auto_reconnect = auto_reconnect
+        self._stopping = False
+        self._first.clear()
+        self._build()
+        self._supervisor = threading.Thread(target=self._supervise, name="sig-mqtt-link", daemon=True)
+        self._supervisor.start()
+        deadline = time.monotonic() + self.connect_timeout + self.connack_timeout
+        while time.monotonic() < deadline and not self._stopping:
+            if self._first.wait(0.05):
+                if self.connected or not self._fallback.is_set():
+                    break
+                self._first.clear()
+        if not self.connected and not auto_reconnect:
+            self.stop()
+        return self.connected
+
+    def stop(self, disconnect: bool = True) -> None:
+        """Disconnect cleanly (no Will) and stop reconnecting."""
+        self._stopping = True
+        client = self._client
+        if client is None:
+            return
+        if disconnect:
+            try:
+                client.disconnect()
+            except Exception as exc:  # paho may raise on a dead socket
+                logger.debug("disconnect: %s", exc)
+        self._stop_loop(client)
+        self.connected = False
+        self._client = None
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor is not threading.current_thread():
+            supervisor.join(2.0)
+
+    def drop(self) -> None:
+        """Close the socket without DISCONNECT, as a crash would (the broker sends our Will)."""
+        client = self._client
+        self._stopping = True
+        if client is not None:
+            sock = client.socket()
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+            self._stop_loop(client)
+        self.connected = False
+        self._client = None
+
+    # -- traffic --------------------------------------------------------------------
+
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, properties: Properties | None = None
+    ) -> None:
+        """Queue a PUBLISH (paho is thread-safe and does not block here)."""
+        client = self._client
+        if client is None:
+            raise CarrierError("MQTT link is stopped")
+        with self._lock:
+            self._outstanding += 1
+        try:
+            info = client.publish(topic, payload, qos, retain, properties)
+        except Exception:
+            self._done()
+            raise
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            self._done()
+            raise CarrierError("publish to %s failed: %s" % (topic, paho.error_string(info.rc)))
+
+    def wait_writable(self, limit: int, timeout: float) -> bool:
+        """Wait until fewer than ``limit`` publishes are outstanding; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._outstanding >= limit and self.connected:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._drained.wait(remaining)
+        return True
+
+    def outstanding(self) -> int:
+        """Publishes not yet written (QoS 0) or acknowledged (QoS 1, 2)."""
+        return self._outstanding
+
+    def subscribe(self, filters: list[tuple[str, int | None]], qos: int, no_local: bool = False) -> None:
+        """Subscribe ``[(filter, subscription identifier or None)]``."""
+        client = self._client
+        if client is None or not filters:
+            return
+        if self.protocol == 5:
+            for topic_filter, sid in filters:
+                props = None if sid is None else properties(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=sid)
+                options = SubscribeOptions(qos=qos, noLocal=no_local)
+                client.subscribe(topic_filter, options=options, properties=props)
+        else:
+            client.subscribe([(topic_filter, qos) for topic_filter, _ in filters])
+
+    def unsubscribe(self, filters: list[str]) -> None:
+        """Unsubscribe filters."""
+        client = self._client
+        if client is not None and filters:
+            client.unsubscribe(filters)
+
+    # -- paho client ----------------------------------------------------------------
+
+    def _build(self) -> None:
+        protocol = paho.MQTTv5 if self.protocol == 5 else paho.MQTTv311
+        persistent = self.session_expiry is not None
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=protocol,
+            clean_session=None if protocol == paho.MQTTv5 else not persistent,
+            reconnect_on_failure=self._auto_reconnect,
+        )
+        client.suppress_exceptions = True  # a bug of ours must not kill the network loop
+        client.enable_logger(logging.getLogger("sig_mqtt.paho"))
+        client.reconnect_delay_set(self.reconnect_min, self.reconnect_max)  # type: ignore[arg-type]
+        client.max_inflight_messages_set(self.max_inflight)
+        client.connect_timeout = self.connect_timeout
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        if self.tls is not None:
+            client.tls_set_context(self.tls)
+        if self.will is not None:
+            client.will_set(self.will.topic, self.will.payload, qos=1, retain=True)
+        client.on_connect = self._paho_connect
+        client.on_disconnect = self._paho_disconnect
+        client.on_message = self._paho_message
+        client.on_publish = self._paho_publish
+        client.on_connect_fail = self._paho_connect_fail
+        client.on_socket_open = self._paho_socket_open
+        assert self.address is not None
+        host, port = self.address
+        connect_props = None
+        clean_start: Any = paho.MQTT_CLEAN_START_FIRST_ONLY
+        if protocol == paho.MQTTv5 and persistent:
+            connect_props = properties(PacketTypes.CONNECT, SessionExpiryInterval=int(self.session_expiry or 0))
+            clean_start = False
+        self._client = client
+        self._socket_opened_at = None
+        with self._lock:
+            self._outstanding = 0
+        client.connect_async(host, port, keepalive=self.keepalive, clean_start=clean_start,
+                              properties=connect_props)
+        client.loop_start()
+        self.network_thread = getattr(client, "_thread", None)
+
+    def _stop_loop(self, client: paho.Client) -> None:
+        if threading.current_thread() is getattr(client, "_thread", None):
+            client._thread_terminate = True  # cannot join ourselves; paho's loop ends by itself
+            return
+        client.loop_stop()
+
+    def _supervise(self) -> None:
+        """Fall back to 3.1.1 when an MQTT 5 CONNECT gets no CONNACK or a refusal."""
+        while not self._stopping:
+            if self._fallback.wait(0.1):
+                self._fallback.clear()
+                if self._stopping:
+                    return
+                old = self._client
+                if old is not None:
+                    self._stop_loop(old)
+                    try:
+                        old.disconnect()
+                    except Exception:
+                        pass
+                logger.info("broker %s:%s does not take MQTT 5: using MQTT 3.1.1", *(self.address or ("?", 0)))
+                self.protocol = 4
+                self._build()
+                self._first.set()
+                continue
+            opened = self._socket_opened_at
+            if (
+                self.protocol == 5
+                and not self.connected
+                and opened is not None
+                and time.monotonic() - opened > self.connack_timeout
+            ):
+                self._socket_opened_at = None
+                self._fallback.set()
+
+    # -- paho callbacks (paho's network thread: never block) ---------------------------
+
+    def _paho_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if client is self._client:
+            self._socket_opened_at = time.monotonic()
+
+    def _paho_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if client is not self._client:
+            return
+        self._socket_opened_at = None
+        if reason.is_failure:
+            self.last_error = "broker refused the connection: %s" % reason
+            if self.protocol == 5 and reason.value in _UNSUPPORTED_PROTOCOL:
+                self._fallback.set()
+                return
+            logger.error("[MQTT] %s:%s %s", *(self.address or ("?", 0)), self.last_error)
+            if not self._auto_reconnect:
+                self._stopping = True
+                client.disconnect()
+            self._first.set()
+            return
+        self.connected = True
+        self.last_error = None
+        try:
+            self._on_connect(self.protocol, bool(flags.session_present))
+        finally:
+            self._first.set()
+
+    def _paho_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        if client is not self._client:
+            return
+        self.last_error = "cannot reach the broker at %s:%s" % (self.address or ("?", 0))
+        logger.debug("[MQTT] %s", self.last_error)
+        if not self._auto_reconnect:
+            self._stopping = True
+        self._first.set()
+
+    def _paho_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if client is not self._client:
+            return
+        was_connected, self.connected = self.connected, False
+        if self.protocol == 5 and not was_connected and self._socket_opened_at is not None and not self._stopping:
+            self._fallback.set()  # closed before CONNACK
+            return
+        with self._lock:
+            self._drained.notify_all()
+        if was_connected:
+            self._on_disconnect(str(reason))
+        self._first.set()
+
+    def _paho_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            self._on_message(message)
+        except Exception:
+            logger.exception("handling a message on %s failed", message.topic)
+
+    def _paho_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        self._done()
+
+    def _done(self) -> None:
+        with self._lock:
+            if self._outstanding > 0:
+                self._outstanding -= 1
+            self._drained.notify_all()

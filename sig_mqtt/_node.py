@@ -1,0 +1,639 @@
+"""An MQTT node: one router's presence on a broker.
+
+The node joins a :class:`sig.Router` (in practice a ServerRouter) to the MQTT
+topic tree:
+
+* the router's own senders (its clients' too) get births under ``P/node/NID``,
+  their events go to ``P/event/S/E``, their requests are answered;
+* other nodes' senders appear in the router (``#connect`` / ``#disconnect``
+  from births and node states), their events reach the router's listeners,
+  requests to them cross the broker;
+* subscriptions follow the router's listeners (the broker filters).
+
+Threads: paho's network thread only sorts messages; events, births and node
+states run in order on the node's dispatcher thread; requests run on a small
+pool, so a listener may request (even its own senders) without deadlock.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import queue
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from sig import Router
+from sig._codec import Status, make_reply, reply_error
+from sig._errors import CarrierError, RequestTimeout, SenderConnectedError, SigError, UnknownSenderError
+from sig._ident import EVENT_CONNECT, EVENT_DISCONNECT
+
+from ._filters import FilterSet, demand_filters
+from ._link import MqttLink, Will, properties
+from ._payload import Birth, NodeState, decode_data, decode_json_object, encode_data, encode_json, now_ms
+from ._presence import Change, Presence
+from ._topics import Parsed, Topics, filter_matches
+
+__all__ = ["MqttNode", "RawHandler"]
+
+logger = logging.getLogger("sig_mqtt.node")
+
+#: ``handler(topic, payload, retained)`` for foreign topics (the bridge's rules).
+RawHandler = Callable[[str, bytes, bool], None]
+
+_BUILTIN = (EVENT_CONNECT, EVENT_DISCONNECT)
+_DEDUP = 1024  # recent request ids a responder remembers
+
+
+class MqttNode:
+    """Joins ``router`` to a broker as node ``nid`` (see the module docstring).
+
+    Args:
+        router: the router whose senders and listeners the node serves.
+        nid: the node id, also the MQTT client id.
+        prefix: root of sig's topic tree.
+        qos: QoS of events, births, requests and replies.
+        heartbeat: seconds between node-state refreshes (staleness after 3).
+        buffer_size: events kept while the broker is unreachable (oldest dropped).
+        max_outstanding: publishes in flight before a publisher waits (backpressure).
+        request_timeout: default seconds a request to another node waits.
+        on_up, on_down: called (on the dispatcher thread) when the node is
+            online and has re-published its state, and when it lost the broker.
+        link_settings: keyword arguments of :class:`~sig_mqtt._link.MqttLink`.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        nid: str,
+        *,
+        prefix: str = "sig",
+        qos: int = 1,
+        heartbeat: float = 30.0,
+        buffer_size: int = 10000,
+        max_outstanding: int = 1000,
+        request_timeout: float = 10.0,
+        request_workers: int = 8,
+        on_up: Callable[[], None] | None = None,
+        on_down: Callable[[], None] | None = None,
+        **link_settings: Any,
+    ) -> None:
+        if qos not in (0, 1, 2):
+            raise ValueError("qos must be 0, 1 or 2, not %r" % (qos,))
+        self.router = router
+        self.nid = nid
+        self.topics = Topics(prefix)
+        self.qos = qos
+        self.heartbeat = heartbeat
+        self.buffer_size = buffer_size
+        self.max_outstanding = max_outstanding
+        self.request_timeout = request_timeout
+        self.on_up = on_up
+        self.on_down = on_down
+        self.session = uuid.uuid4().hex
+        self.ready = False
+        self._leaving = False
+        self.dropped_events = 0
+        self.presence = Presence(nid, heartbeat)
+        self.reply_topic = self.topics.reply(nid)
+        self._lock = threading.RLock()
+        self._local: dict[Any, dict[str, Any]] = {}  # our senders -> their #connect data
+        self._foreign: dict[Any, str] = {}  # other nodes' senders in the router -> their node
+        self._own_births: dict[Any, Birth | None] = {}
+        self._filters = FilterSet(identifiers=link_settings.get("protocol", 5) == 5)
+        self._demand: dict[tuple[Any, Any], int] = {}
+        self._raw: list[tuple[str, RawHandler]] = []
+        self._buffer: deque[tuple[str, bytes, int, bool, Properties | None]] = deque()
+        self._pending: dict[str, Future[dict[str, Any]]] = {}
+        self._answered: OrderedDict[tuple[Any, Any], dict[str, Any] | None] = OrderedDict()
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._requests = ThreadPoolExecutor(request_workers, thread_name_prefix="sig-mqtt-request")
+        self._dispatcher: threading.Thread | None = None
+        self._sync_token: str | None = None
+        self._next_heartbeat = 0.0
+        self.link = MqttLink(
+            nid,
+            on_connect=self._link_up,
+            on_disconnect=self._link_down,
+            on_message=self._message,
+            will=Will(self.topics.node(nid), NodeState(False, self.session, proto=5).encode()),
+            **link_settings,
+        )
+        for topic_filter in (self.reply_topic, self.topics.rebirth, self.topics.birth_filter(None, nid)):
+            self._filters.add(topic_filter)
+        router.addListener(self._outbound)  # every event of every sender; not counted as demand
+        for objsender in router.getSenders():
+            if objsender.isConnected():
+                self._sender_up(objsender.getName(), objsender.describe())
+        self._seed_demand()
+        router.watchListeners(self._listeners_changed)
+
+    # -- life ----------------------------------------------------------------------
+
+    def start(self, host: str, port: int, auto_reconnect: bool = True) -> bool:
+        """Connect to the broker; True once online (see :meth:`MqttLink.start`)."""
+        self._leaving = False
+        if self._dispatcher is None:
+            self._dispatcher = threading.Thread(target=self._dispatch_loop, name="sig-mqtt-dispatch", daemon=True)
+            self._dispatcher.start()
+        logger.info("[MQTT] node %s connecting to %s:%s (prefix %s)", self.nid, host, port, self.topics.prefix)
+        if not self.link.start(host, port, auto_reconnect):
+            return False
+        # on_up runs on the dispatcher: wait for it, so that connect() returns a usable node.
+        done = threading.Event()
+        self._jobs.put(done.set)
+        done.wait(self.link.connect_timeout)
+        return self.link.connected
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Leave cleanly: remove our births, say offline, disconnect (no Will)."""
+        self._leaving = True
+        if self.link.connected and self.ready:
+            for sender in list(self._local):
+                self._publish(self.topics.birth(self.nid, sender), b"", 1, True)
+            self._publish(self.topics.node(self.nid), self._state(False), 1, True)
+            self.link.wait_writable(1, timeout)
+        self.ready = False
+        self.link.stop()
+        self._jobs.put(None)
+        dispatcher = self._dispatcher
+        if dispatcher is not None and dispatcher is not threading.current_thread():
+            dispatcher.join(timeout)
+        self._dispatcher = None
+        self._requests.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """Detach from the router (after :meth:`stop`)."""
+        self.router.unwatchListeners(self._listeners_changed)
+        try:
+            self.router.removeListener(self._outbound)
+        except SigError:
+            pass
+
+    # -- foreign topics (the bridge) ---------------------------------------------
+
+    def subscribe_raw(self, topic_filter: str, handler: RawHandler) -> None:
+        """Hand messages on ``topic_filter`` (outside sig's tree) to ``handler`` on the dispatcher."""
+        with self._lock:
+            self._raw.append((topic_filter, handler))
+            self._apply_filters(self._filters.add(topic_filter))
+
+    def publish_raw(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Publish any topic (buffered like events while the broker is unreachable)."""
+        self._publish(topic, payload, qos, retain, buffer=True)
+
+    # -- requests to other nodes ----------------------------------------------------
+
+    def request(self, sender: Any, method: Any, params: Any = None, timeout: float | None = None) -> Any:
+        """Send a request to another node's sender and return its response.
+
+        Raises:
+            UnknownSenderError: no node hosts ``sender`` now (a ``NameError``).
+            RequestTimeout: no reply in time.
+            RemoteError: the far side failed.
+            CarrierError: the broker is unreachable.
+        """
+        nid = self.presence.owner(sender)
+        if nid is None:
+            raise UnknownSenderError("sender %r is not connected" % (sender,))
+        if not self.ready:
+            raise CarrierError("not connected to the broker: request to %r not sent" % (sender,))
+        timeout = self.request_timeout if timeout is None else timeout
+        correlation = uuid.uuid4().hex
+        future: Future[dict[str, Any]] = Future()
+        self._pending[correlation] = future
+        topic = self.topics.request(sender, method)
+        try:
+            if self.link.protocol == 5 and self.presence.proto(nid) == 5:
+                props = properties(
+                    PacketTypes.PUBLISH,
+                    ResponseTopic=self.reply_topic,
+                    CorrelationData=correlation.encode("ascii"),
+                    MessageExpiryInterval=max(1, math.ceil(timeout)),
+                )
+                self._publish(topic, encode_json(params), 1, False, properties=props)
+            else:
+                envelope = {"id": correlation, "reply_to": self.reply_topic, "params": params}
+                self._publish(topic, encode_json(envelope), 1, False)
+            try:
+                reply = future.result(timeout)
+            except FutureTimeout:
+                raise RequestTimeout("no reply from %r to %r in %.1f s" % (sender, method, timeout)) from None
+        finally:
+            self._pending.pop(correlation, None)
+        if reply.get("status") != Status.OK:
+            raise reply_error(reply, "request %r to %r" % (method, sender))
+        return reply.get("response")
+
+    # -- the router's side -------------------------------------------------------------
+
+    def _outbound(self, info: dict[str, Any], data: Any) -> None:
+        """Router broadcast listener: publish what our senders do."""
+        sender = info["sender"]
+        event = info["event"]
+        if event in _BUILTIN:
+            if sender in self._foreign:
+                return
+            if event == EVENT_CONNECT:
+                self._sender_up(sender, data)
+            else:
+                self._sender_down(sender)
+            return
+        if sender not in self._local:
+            return  # another node's event, or a plain device's
+        try:
+            payload = encode_data(data)
+        except (TypeError, ValueError) as exc:
+            logger.error("event %r:%r not published: its data is not JSON (%s)", sender, event, exc)
+            return
+        self._publish(self.topics.event(sender, event), payload, self.qos, False, buffer=True)
+
+    def _sender_up(self, sender: Any, description: Any) -> None:
+        description = description if isinstance(description, dict) else {"events": [], "requests": None}
+        with self._lock:
+            self._local[sender] = description
+            self._apply_filters(self._filters.add(self.topics.request_filter(sender)))
+        if self.ready:
+            self._publish_birth(sender, description)
+
+    def _sender_down(self, sender: Any) -> None:
+        with self._lock:
+            if self._local.pop(sender, None) is None:
+                return
+            self._apply_filters(self._filters.remove(self.topics.request_filter(sender)))
+        if self.ready:
+            self._publish(self.topics.birth(self.nid, sender), b"", 1, True)
+
+    def _publish_birth(self, sender: Any, description: dict[str, Any]) -> None:
+        birth = Birth(list(description.get("events") or []), description.get("requests"), self.session)
+        try:
+            payload = birth.encode()
+        except (TypeError, ValueError) as exc:
+            logger.error("birth of %r not published: %s", sender, exc)
+            return
+        self._publish(self.topics.birth(self.nid, sender), payload, 1, True)
+
+    def _seed_demand(self) -> None:
+        for name, objsender in list(self.router.senders.items()):
+            for event, objevent in objsender.getEvents().items():
+                count = sum(1 for listener in objevent.listeners if listener != self._outbound)
+                for _ in range(count):
+                    self._listeners_changed(name, event, True)
+
+    def _listeners_changed(self, sender: Any, event: Any, added: bool) -> None:
+        """Router watcher: subscribe what the router's listeners need."""
+        key = (sender, event)
+        with self._lock:
+            count = self._demand.get(key, 0) + (1 if added else -1)
+            if count > 0:
+                self._demand[key] = count
+            else:
+                self._demand.pop(key, None)
+            if (count == 1 and added) or (count == 0 and not added):
+                for topic_filter in demand_filters(self.topics, sender, event):
+                    change = self._filters.add(topic_filter) if added else self._filters.remove(topic_filter)
+                    self._apply_filters(change)
+
+    def _apply_filters(self, change: tuple[list[tuple[str, int | None]], list[str]]) -> None:
+        subscribe, unsubscribe = change
+        if not self.link.connected:
+            return  # all of them are subscribed again on connect
+        if subscribe:
+            self._subscribe(subscribe)
+        if unsubscribe:
+            self.link.unsubscribe(unsubscribe)
+
+    def _subscribe(self, filters: list[tuple[str, int | None]]) -> None:
+        # No Local on events only: our own events need not come back, but our
+        # retained births and our replies (the sync marker) must.
+        events = self.topics.event_root
+        own = [(f, sid) for f, sid in filters if f.startswith(events)]
+        self.link.subscribe(own, self.qos, no_local=True)
+        self.link.subscribe([(f, sid) for f, sid in filters if not f.startswith(events)], self.qos)
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def _state(self, online: bool) -> bytes:
+        return NodeState(online, self.session, now_ms(), self.link.protocol, self.heartbeat).encode()
+
+    def _publish_state(self, online: bool) -> None:
+        props = None
+        if self.link.protocol == 5 and online:
+            props = properties(PacketTypes.PUBLISH, MessageExpiryInterval=max(1, math.ceil(3 * self.heartbeat)))
+        self._publish(self.topics.node(self.nid), self._state(online), 1, True, properties=props)
+
+    def _publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        buffer: bool = False,
+        properties: Properties | None = None,
+    ) -> None:
+        if not self.ready and buffer:
+            with self._lock:
+                if not self.ready:
+                    if len(self._buffer) >= self.buffer_size:
+                        self._buffer.popleft()
+                        self.dropped_events += 1
+                        logger.warning("MQTT buffer full (%d): dropped the oldest event (%d dropped so far)",
+                                       self.buffer_size, self.dropped_events)
+                    self._buffer.append((topic, payload, qos, retain, properties))
+                    return
+        if not self.link.connected:
+            if not buffer:
+                return  # state and births are published again on connect
+            raise CarrierError("not connected to the broker")
+        if self.link.outstanding() >= self.max_outstanding and threading.current_thread() is not (
+            self.link.network_thread
+        ):
+            self.link.wait_writable(self.max_outstanding, 30.0)
+        try:
+            self.link.publish(topic, payload, qos, retain, properties)
+        except ValueError as exc:
+            logger.error("cannot publish on %r: %s", topic, exc)
+
+    # -- connection state (dispatcher thread) --------------------------------------------
+
+    def _link_up(self, protocol: int, session_present: bool) -> None:
+        self._jobs.put(functools.partial(self._online, protocol, session_present))
+
+    def _link_down(self, reason: str) -> None:
+        self._jobs.put(functools.partial(self._offline, reason))
+
+    def _online(self, protocol: int, session_present: bool) -> None:
+        logger.info("[MQTT] node %s online (MQTT %s, session %s)", self.nid, "5" if protocol == 5 else "3.1.1",
+                    "resumed" if session_present else "new")
+        with self._lock:
+            if self._filters.identifiers != (protocol == 5):
+                self._filters.set_identifiers(protocol == 5)
+            self._subscribe(list(self._filters.subscribed.items()))
+            self._publish_state(True)
+            for sender, description in list(self._local.items()):
+                self._publish_birth(sender, description)
+            self._sync_token = uuid.uuid4().hex
+            self._publish(self.reply_topic, encode_json({"sync": self._sync_token}), 1, False)
+            self.ready = True
+            buffered, self._buffer = self._buffer, deque()
+        self.presence.refresh(time.time())
+        self._next_heartbeat = time.monotonic() + self.heartbeat
+        for topic, payload, qos, retain, props in buffered:
+            self._publish(topic, payload, qos, retain, buffer=True, properties=props)
+        if buffered:
+            logger.info("[MQTT] sent %d buffered message(s)", len(buffered))
+        if self.on_up is not None:
+            try:
+                self.on_up()
+            except Exception:
+                logger.exception("on_up failed")
+
+    def _offline(self, reason: str) -> None:
+        if not self.ready:
+            return
+        logger.warning("[MQTT] node %s lost the broker: %s", self.nid, reason)
+        self.ready = False
+        for future in list(self._pending.values()):
+            if not future.done():
+                future.set_exception(CarrierError("lost the broker before the reply came"))
+        if self.on_down is not None:
+            try:
+                self.on_down()
+            except Exception:
+                logger.exception("on_down failed")
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def _message(self, message: paho.MQTTMessage) -> None:
+        """paho's network thread: sort the message, never block."""
+        topic = message.topic
+        payload = bytes(message.payload)
+        props = message.properties
+        ids = getattr(props, "SubscriptionIdentifier", None) if props is not None else None
+        with self._lock:
+            if not self._filters.accept(topic, ids):
+                return
+        parsed = self.topics.parse(topic)
+        if parsed is None:
+            self._jobs.put(functools.partial(self._raw_message, topic, payload, bool(message.retain)))
+        elif parsed.kind == "reply":
+            self._reply(message)
+        elif parsed.kind == "request":
+            self._requests.submit(self._answer, parsed, message)
+        else:
+            self._jobs.put(functools.partial(self._tree_message, parsed, payload, bool(message.retain)))
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            timeout = max(0.05, min(1.0, self._next_heartbeat - time.monotonic())) if self.ready else 1.0
+            try:
+                job = self._jobs.get(timeout=timeout)
+            except queue.Empty:
+                job = self._tick
+            if job is None:
+                return
+            try:
+                job()
+            except Exception:
+                logger.exception("MQTT dispatcher job failed")
+
+    def _tick(self) -> None:
+        if not self.ready:
+            return
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self.heartbeat
+            self._publish_state(True)
+        self._apply(self.presence.expire(time.time()))
+
+    def _tree_message(self, parsed: Parsed, payload: bytes, retained: bool) -> None:
+        kind = parsed.kind
+        if kind == "event":
+            self._event(parsed.sender, parsed.name, payload, retained)
+        elif kind == "birth":
+            self._birth(str(parsed.nid), parsed.sender, payload, retained)
+        elif kind == "node":
+            self._node_state(str(parsed.nid), payload, retained)
+        elif kind == "rebirth":
+            logger.info("[MQTT] rebirth asked: publishing state and %d birth(s)", len(self._local))
+            self._publish_state(True)
+            for sender, description in list(self._local.items()):
+                self._publish_birth(sender, description)
+
+    def _event(self, sender: Any, event: Any, payload: bytes, retained: bool) -> None:
+        if sender in self._local or event in _BUILTIN:
+            return  # our own event back (3.1.1 has no No Local), or not an event
+        data, extra = decode_data(payload)
+        if retained:
+            extra = dict(extra or (), retained=True)
+        try:
+            self.router.dispatch(sender, event, data, extra)
+        except SigError as exc:
+            logger.warning("event on %r:%r not dispatched: %s", sender, event, exc)
+
+    def _birth(self, nid: str, sender: Any, payload: bytes, retained: bool) -> None:
+        birth = Birth.decode(payload) if payload else None
+        if payload and birth is None:
+            logger.warning("unreadable birth of %r on node %s: %.100r", sender, nid, payload)
+            return
+        if nid == self.nid:
+            self._own_births[sender] = birth
+            return
+        self._apply(self.presence.sender_birth(nid, sender, birth, retained))
+
+    def _node_state(self, nid: str, payload: bytes, retained: bool) -> None:
+        state = NodeState.decode(payload) if payload else None
+        if payload and state is None:
+            logger.warning("unreadable state of node %s: %.100r", nid, payload)
+        if nid == self.nid:
+            if state is not None and not state.online and state.session == self.session and self.ready and (
+                not self._leaving
+            ):
+                logger.warning("[MQTT] the broker says node %s is offline (same client id twice?): online again",
+                               nid)
+                self._publish_state(True)
+            return
+        self._apply(self.presence.node_state(nid, state, retained, time.time()))
+
+    def _apply(self, changes: list[Change]) -> None:
+        for change in changes:
+            sender = change.sender
+            if change.kind == "connect":
+                if sender in self._local:
+                    logger.warning("sender %r of node %s clashes with ours: ignored", sender, change.nid)
+                    continue
+                requests = None
+                if change.birth.requests is not None:
+                    forward = functools.partial(self._forward_request, sender)
+                    requests = {m: (forward if m is None else functools.partial(forward, m))
+                                for m in change.birth.requests}
+                self._foreign[sender] = change.nid
+                try:
+                    self.router.addSender(sender, change.birth.events, requests=requests, announce=change.announce)
+                except SenderConnectedError:
+                    self._foreign.pop(sender, None)
+                    logger.warning("sender %r of node %s is connected here already: ignored", sender, change.nid)
+                except (SigError, TypeError, ValueError) as exc:
+                    self._foreign.pop(sender, None)
+                    logger.warning("sender %r of node %s not added: %s", sender, change.nid, exc)
+            elif self._foreign.get(sender) == change.nid:
+                try:
+                    self.router.removeSender(sender)
+                except SigError:
+                    pass
+                self._foreign.pop(sender, None)
+
+    def _forward_request(self, sender: Any, method: Any, params: Any) -> Any:
+        return self.request(sender, method, params)
+
+    def _raw_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        for topic_filter, handler in list(self._raw):
+            if filter_matches(topic_filter, topic):
+                try:
+                    handler(topic, payload, retained)
+                except Exception:
+                    logger.exception("handler of %s failed on %s", topic_filter, topic)
+
+    # -- requests and replies --------------------------------------------------------------
+
+    def _reply(self, message: paho.MQTTMessage) -> None:
+        body = decode_json_object(bytes(message.payload))
+        if body is None:
+            logger.warning("unreadable reply on %s: %.100r", message.topic, message.payload)
+            return
+        if "sync" in body:
+            self._jobs.put(functools.partial(self._synced, body.get("sync")))
+            return
+        props = message.properties
+        correlation: Any = getattr(props, "CorrelationData", None) if props is not None else None
+        if isinstance(correlation, bytes):
+            correlation = correlation.decode("ascii", "replace")
+        if correlation is None:
+            correlation = body.get("id")
+        future = self._pending.get(correlation) if isinstance(correlation, str) else None
+        if future is None:
+            logger.debug("reply to an unknown or expired request: %.100r", correlation)
+            return
+        if not future.done():
+            future.set_result(body)
+
+    def _synced(self, token: Any) -> None:
+        """Our subscriptions' retained messages have arrived: delete our stale births."""
+        if token != self._sync_token:
+            return
+        for sender, birth in list(self._own_births.items()):
+            if birth is not None and (sender not in self._local or birth.session != self.session):
+                logger.info("[MQTT] removing stale birth of %r", sender)
+                self._publish(self.topics.birth(self.nid, sender), b"", 1, True)
+        self._own_births.clear()
+
+    def _answer(self, parsed: Parsed, message: paho.MQTTMessage) -> None:
+        """Request pool: run a request to one of our senders and publish the reply."""
+        if parsed.sender not in self._local:
+            return  # a widened 3.1.1 subscription brought another node's request
+        props = message.properties
+        response_topic = getattr(props, "ResponseTopic", None) if props is not None else None
+        correlation = getattr(props, "CorrelationData", None) if props is not None else None
+        params, _ = decode_data(bytes(message.payload))
+        envelope = isinstance(params, dict) and "reply_to" in params and "id" in params
+        if envelope:
+            reply_to, request_id, params = params["reply_to"], params["id"], params.get("params")
+        else:
+            reply_to, request_id = response_topic, correlation
+        key = (reply_to, request_id)
+        if request_id is not None:
+            with self._lock:
+                if key in self._answered:
+                    cached = self._answered[key]
+                    if cached is None:
+                        return  # still running: a redelivery
+                    logger.debug("request %r redelivered: sending the same reply", request_id)
+                    self._send_reply(reply_to, cached, correlation)
+                    return
+                self._answered[key] = None
+                if len(self._answered) > _DEDUP:
+                    self._answered.popitem(last=False)
+        try:
+            response = self.router.request(parsed.sender, parsed.name, params)
+            reply = make_reply(None, Status.OK, response)
+        except Exception as exc:
+            logger.info("request %r to %r failed: %s", parsed.name, parsed.sender, exc)
+            reply = make_reply(None, Status.METHOD_FAILED, exc=exc)
+        if envelope:
+            reply["id"] = request_id
+        else:
+            del reply["id"]
+        if "exception" in reply:
+            del reply["response"]
+        if request_id is not None:
+            with self._lock:
+                if key in self._answered:
+                    self._answered[key] = reply
+        if not isinstance(reply_to, str) or not reply_to:
+            logger.warning("request %r to %r has no reply topic: answered nobody", parsed.name, parsed.sender)
+            return
+        self._send_reply(reply_to, reply, None if envelope else correlation)
+
+    def _send_reply(self, reply_to: str, reply: dict[str, Any], correlation: Any) -> None:
+        props = None
+        if correlation is not None and self.link.protocol == 5:
+            props = properties(PacketTypes.PUBLISH, CorrelationData=correlation)
+        try:
+            payload = encode_json(reply)
+        except (TypeError, ValueError) as exc:
+            payload = encode_json(make_reply(None, Status.METHOD_FAILED, exc=ValueError("reply is not JSON: %s" % exc)))
+        try:
+            self._publish(reply_to, payload, 1, False, buffer=True, properties=props)
+        except CarrierError as exc:
+            logger.warning("reply to %s not sent: %s", reply_to, exc)

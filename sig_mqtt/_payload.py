@@ -1,0 +1,139 @@
+"""Payloads of sig's MQTT tree: event data, node states, births (pure, no I/O).
+
+Event payloads are the event data as JSON and nothing else, so that
+``mosquitto_sub``, Home Assistant and Node-RED read them as they are. What
+plain devices publish is read leniently: JSON when it parses, else UTF-8 text,
+else base64 text with ``info["encoding"] = "base64"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "NodeState",
+    "Birth",
+    "encode_data",
+    "decode_data",
+    "encode_json",
+    "decode_json_object",
+    "now_ms",
+]
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
+_loads = json.loads
+
+
+def encode_json(value: Any) -> bytes:
+    """Encode a JSON value as compact UTF-8 bytes (raises TypeError / ValueError if it is not one)."""
+    return _dumps(value).encode("utf-8")
+
+
+def encode_data(data: Any) -> bytes:
+    """Encode event data as its MQTT payload: JSON (``None`` -> ``null``)."""
+    return _dumps(data).encode("utf-8")
+
+
+def decode_data(payload: bytes) -> tuple[Any, dict[str, Any] | None]:
+    """Decode an event payload: ``(data, extra info or None)``.
+
+    JSON when it parses; otherwise UTF-8 text; otherwise base64 text with
+    ``{"encoding": "base64"}``. An empty payload is ``None``.
+    """
+    if not payload:
+        return None, None
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(payload).decode("ascii"), {"encoding": "base64"}
+    try:
+        return _loads(text), None
+    except ValueError:
+        return text, None
+
+
+def decode_json_object(payload: bytes) -> dict[str, Any] | None:
+    """Decode a payload that must be a JSON object; ``None`` if it is not one."""
+    try:
+        value = _loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def now_ms() -> int:
+    """Wall-clock time in milliseconds (what ``ts`` fields carry)."""
+    return int(time.time() * 1000)
+
+
+@dataclass
+class NodeState:
+    """``P/node/NID``: ``{"online", "session", "ts", "proto", "heartbeat"}``."""
+
+    online: bool
+    session: str
+    ts: int | None = None
+    proto: int = 5
+    heartbeat: float | None = None
+
+    def encode(self) -> bytes:
+        """The retained payload."""
+        body: dict[str, Any] = {"online": self.online, "session": self.session, "proto": self.proto}
+        if self.ts is not None:
+            body["ts"] = self.ts
+        if self.heartbeat is not None:
+            body["heartbeat"] = self.heartbeat
+        return encode_json(body)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> NodeState | None:
+        """Read a node state; ``None`` when it is not one (logged by the caller)."""
+        body = decode_json_object(payload)
+        if body is None or not isinstance(body.get("online"), bool):
+            return None
+        session = body.get("session")
+        ts = body.get("ts")
+        proto = body.get("proto")
+        heartbeat = body.get("heartbeat")
+        return cls(
+            online=body["online"],
+            session=session if isinstance(session, str) else "",
+            ts=ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
+            proto=proto if proto in (4, 5) else 5,
+            heartbeat=float(heartbeat) if isinstance(heartbeat, (int, float)) and heartbeat > 0 else None,
+        )
+
+
+@dataclass
+class Birth:
+    """``P/node/NID/sender/S``: ``{"events", "requests", "session"}`` (pysig's ``#connect`` data)."""
+
+    events: list[Any]
+    requests: list[Any] | None
+    session: str
+
+    def encode(self) -> bytes:
+        """The retained payload."""
+        return encode_json({"events": self.events, "requests": self.requests, "session": self.session})
+
+    def describe(self) -> dict[str, Any]:
+        """What ``#connect`` / ``#disconnect`` listeners get."""
+        return {"events": list(self.events), "requests": None if self.requests is None else list(self.requests)}
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Birth | None:
+        """Read a birth; ``None`` when it is not one."""
+        body = decode_json_object(payload)
+        if body is None or not isinstance(body.get("events"), list):
+            return None
+        requests = body.get("requests")
+        session = body.get("session")
+        return cls(
+            events=body["events"],
+            requests=requests if isinstance(requests, list) else None,
+            session=session if isinstance(session, str) else "",
+        )

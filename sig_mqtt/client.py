@@ -1,0 +1,215 @@
+"""``CarrierMQTTClient``: a :class:`sig.ClientRouter` over an MQTT broker, no pysig server needed.
+
+    carrier = CarrierMQTTClient(client_id="kitchen", prefix="sig")
+    router = sig.ClientRouter(carrier)
+    carrier.connect("localhost", 1883)
+    router.addRemoteSender("thermo", ["changed"])
+    router.addRemoteListener(print_event, "door", None)
+
+Or from a URL: ``CarrierMQTTClient.from_url("mqtt://user:pass@host:1883/sig")``
+then ``carrier.connect()``.
+
+Inside, the carrier keeps a private :class:`sig.ServerRouter` (``carrier.mirror``)
+that plays the pysig server: the ClientRouter registers there exactly as over
+TCP, and an :class:`~sig_mqtt._node.MqttNode` joins that router to the broker.
+``carrier.mirror`` is this node's view of the whole network: every sender
+connected anywhere is there (``carrier.isSenderConnected("door")``).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from sig import Carrier, ServerRouter
+from sig._carrier import ClientId, log_failed_post
+from sig._codec import Status, make_reply
+
+from ._node import MqttNode
+from ._url import parse_url
+
+__all__ = ["CarrierMQTTClient"]
+
+logger = logging.getLogger("sig_mqtt.client")
+
+
+class _MirrorEnd(Carrier):
+    """The private server's side of the in-process link to the ClientRouter."""
+
+    def __init__(self, outer: CarrierMQTTClient) -> None:
+        super().__init__()
+        self.outer = outer
+
+    def call(self, clientid: ClientId, message: dict[str, Any], timeout: float | None = None) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(self.outer.handleRX(clientid, message))
+        return future
+
+    def post(self, clientid: ClientId, message: dict[str, Any]) -> None:
+        reply = self.outer.handleRX(clientid, message)
+        if reply is not None and reply.get("status") != Status.OK:
+            logger.warning("event not delivered to the local router: %s", reply.get("exception"))
+
+
+class CarrierMQTTClient(Carrier):
+    """Connects a :class:`sig.ClientRouter` to an MQTT broker.
+
+    Args:
+        client_id: the node id and MQTT client id (default: random per process;
+            give a stable one to use ``session_expiry``).
+        prefix: root of sig's topic tree (default ``sig``).
+        protocol: 5 (default; falls back to 3.1.1 when the broker refuses it) or 4.
+        qos: QoS of events (default 1).
+        username, password: broker credentials.
+        tls: ``None``, True (system CAs), a CA file or an :class:`ssl.SSLContext`.
+        keepalive: MQTT keepalive in seconds.
+        session_expiry: seconds the broker keeps our session, so QoS 1 events
+            published while we are away reach us when we come back.
+        request_timeout: default seconds a request waits.
+        heartbeat: seconds between node-state refreshes (others take us as
+            offline after 3 heartbeats without one).
+        buffer_size: events kept while the broker is unreachable.
+        settings: more node / link settings (``connect_timeout``,
+            ``reconnect_min``, ``reconnect_max``, ``max_outstanding``, ...).
+    """
+
+    def __init__(
+        self,
+        client_id: str | None = None,
+        prefix: str = "sig",
+        protocol: int = 5,
+        qos: int = 1,
+        username: str | None = None,
+        password: str | None = None,
+        tls: Any = None,
+        keepalive: int = 30,
+        session_expiry: int | None = None,
+        request_timeout: float = 10.0,
+        heartbeat: float = 30.0,
+        buffer_size: int = 10000,
+        **settings: Any,
+    ) -> None:
+        super().__init__()
+        self.client_id = client_id or "sig-" + uuid.uuid4().hex[:12]
+        self.clientid = "mqtt:" + self.client_id
+        self.on_connected: Callable[[], Any] | None = None
+        self.on_disconnected: Callable[[], Any] | None = None
+        self.auto_reconnect = False
+        self.address: tuple[str, int] | None = None
+        self.mirror = ServerRouter(request_timeout=request_timeout)
+        self._end = _MirrorEnd(self)
+        self.mirror.attach(self._end)
+        self.node = MqttNode(
+            self.mirror, self.client_id, prefix=prefix, protocol=protocol, qos=qos, username=username,
+            password=password, tls=tls, keepalive=keepalive, session_expiry=session_expiry,
+            request_timeout=request_timeout, heartbeat=heartbeat, buffer_size=buffer_size,
+            on_up=self._up, on_down=self._down, **settings,
+        )
+        self._linked = False
+
+    @classmethod
+    def from_url(cls, url: str, **settings: Any) -> CarrierMQTTClient:
+        """Build from ``mqtt[s]://[user[:pass]@]host[:port][/prefix]``; :meth:`connect` then needs no address."""
+        parsed = parse_url(url)
+        settings.setdefault("username", parsed.username)
+        settings.setdefault("password", parsed.password)
+        if parsed.tls:
+            settings.setdefault("tls", True)
+        if parsed.prefix is not None:
+            settings.setdefault("prefix", parsed.prefix)
+        carrier = cls(**settings)
+        carrier.address = (parsed.host, parsed.port)
+        return carrier
+
+    # -- connection ------------------------------------------------------------------
+
+    def connect(self, host: str | None = None, port: int | None = None, auto_reconnect: bool = True) -> bool:
+        """Connect to the broker (default: the URL's address, else 127.0.0.1:1883).
+
+        Returns:
+            True when online; False at once when the broker cannot be reached
+            (with ``auto_reconnect`` the carrier keeps trying in the background
+            and calls ``on_connected`` when it succeeds).
+        """
+        default_host, default_port = self.address or ("127.0.0.1", 1883)
+        self.address = (host or default_host, port or default_port)
+        self.auto_reconnect = auto_reconnect
+        return self.node.start(*self.address, auto_reconnect=auto_reconnect)
+
+    def disconnect(self) -> None:
+        """Leave cleanly: our senders get ``#disconnect`` everywhere; stop reconnecting."""
+        self.auto_reconnect = False
+        self.node.stop()
+        self._down()
+
+    def isConnected(self) -> bool:
+        """Tell whether the carrier is online now."""
+        return self.node.ready and self._linked
+
+    def isSenderConnected(self, sender: Any) -> bool:
+        """Tell whether ``sender`` is connected anywhere on the network (as far as we know)."""
+        objsender = self.mirror.senders.get(sender)
+        return objsender is not None and objsender.isConnected()
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last connection attempt failed, if it did."""
+        return self.node.link.last_error
+
+    # -- the ClientRouter's messages ------------------------------------------------------
+
+    def call(self, clientid: ClientId, message: dict[str, Any], timeout: float | None = None) -> Future[Any]:
+        """Run a ClientRouter message on the private server (requests to other nodes cross the broker)."""
+        future: Future[Any] = Future()
+        params = message.get("params")
+        if message.get("method") == "request" and isinstance(params, dict):
+            sender = params.get("sender")
+            if self.node.presence.owner(sender) is not None and sender not in self.node._local:
+                try:
+                    response = self.node.request(sender, params.get("method"), params.get("params"), timeout)
+                except Exception as exc:
+                    future.set_result(make_reply(message.get("id"), Status.METHOD_FAILED, exc=exc))
+                else:
+                    future.set_result(make_reply(message.get("id"), Status.OK, response))
+                return future
+        future.set_result(self._end.handleRX(self.clientid, message))
+        return future
+
+    def post(self, clientid: ClientId, message: dict[str, Any]) -> None:
+        """Run a ClientRouter notification (a signal) on the private server."""
+        reply = self._end.handleRX(self.clientid, message)
+        if reply is not None and reply.get("status") != Status.OK:
+            future: Future[Any] = Future()
+            future.set_result(reply)
+            log_failed_post(future)
+
+    # -- node state (dispatcher thread) ------------------------------------------------------
+
+    def _up(self) -> None:
+        self._linked = True
+        self._end.handle_client_connected(self.clientid)
+        self.handle_client_connected("mqtt")
+        if self.on_connected is not None:
+            try:
+                self.on_connected()
+            except Exception:
+                logger.exception("on_connected failed")
+        self.handle_client_ready("mqtt")
+
+    def _down(self) -> None:
+        if not self._linked:
+            return
+        self._linked = False
+        self.handle_client_disconnected("mqtt")
+        self._end.handle_client_disconnected(self.clientid)
+        if self.on_disconnected is not None:
+            try:
+                self.on_disconnected()
+            except Exception:
+                logger.exception("on_disconnected failed")
+
+    is_connected = isConnected
+    is_sender_connected = isSenderConnected
