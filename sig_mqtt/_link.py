@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -325,6 +326,12 @@ class MqttLink:
     def _paho_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         if client is self._client:
             self._socket_opened_at = time.monotonic()
+        raw = getattr(sock, "setsockopt", None)
+        if raw is not None:
+            try:  # paho leaves Nagle on: a request's reply would wait up to ~40 ms per hop
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
 
     def _paho_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if client is not self._client:
