@@ -1027,3 +1027,54 @@ def test_repr_of_router() -> None:
     router = sig.Router()
     router.addSender("a", ["x"])
     assert repr(router) == "<Router 1 senders>"
+
+
+# -- hooks for carriers that bring events from elsewhere (MQTT) -------------------------
+
+
+def test_dispatch_reaches_listeners_of_unregistered_senders_in_pysig_order() -> None:
+    router = sig.Router()
+    calls: list[tuple[str, dict, object]] = []
+
+    def rec(tag: str):  # type: ignore[no-untyped-def]
+        return lambda info, data: calls.append((tag, info, data))
+
+    router.addListener(rec("specific"), "dev", "#temp")
+    router.addListener(rec("channel"), None, "#temp")
+    router.addListener(rec("sender"), "dev")
+    router.addListener(rec("router"))
+    router.addListener(rec("other"), "dev", "other")
+    assert router.dispatch("dev", "#temp", 21, {"retained": True}) == 4
+    assert [c[0] for c in calls] == ["router", "sender", "channel", "specific"]
+    assert calls[0][1] == {"sender": "dev", "event": "#temp", "retained": True}
+    calls.clear()
+    assert router.dispatch("nobody", "plain", 1) == 1  # only the router broadcast
+    with pytest.raises(TypeError):
+        router.dispatch(True, "e")  # type: ignore[arg-type]
+
+
+def test_add_sender_without_announcing() -> None:
+    router = sig.Router()
+    heard: list[object] = []
+    router.addListener(lambda i, d: heard.append(i["event"]), "s")
+    sender = router.addSender("s", ["e"], announce=False)
+    assert sender.isConnected() and heard == []
+    router.removeSender("s")
+    assert heard == ["#disconnect"]
+
+
+def test_watch_listeners() -> None:
+    router = sig.Router()
+    seen: list[tuple[object, object, bool]] = []
+    router.watchListeners(lambda s, e, added: seen.append((s, e, added)))
+
+    def cb(info: dict, data: object) -> None:
+        pass
+
+    router.addListener(cb, "s", "e")
+    router.addListener(cb)
+    router.removeListener(cb, "s", "e")
+    assert seen == [("s", "e", True), (None, None, True), ("s", "e", False)]
+    router.unwatchListeners(router._watchers[0])
+    router.removeListener(cb)
+    assert len(seen) == 3
