@@ -144,12 +144,11 @@ class MqttLink:
         self._build()
         self._supervisor = threading.Thread(target=self._supervise, name="sig-mqtt-link", daemon=True)
         self._supervisor.start()
-        deadline = time.monotonic() + self.connect_timeout + self.connack_timeout
+        # Long enough for one fallback from MQTT 5 to 3.1.1 and a second attempt.
+        deadline = time.monotonic() + 2 * self.connect_timeout + self.connack_timeout
         while time.monotonic() < deadline and not self._stopping:
             if self._first.wait(0.05):
-                if self.connected or not self._fallback.is_set():
-                    break
-                self._first.clear()
+                break
         if not self.connected and not auto_reconnect:
             self.stop()
         return self.connected
@@ -254,7 +253,6 @@ class MqttLink:
             reconnect_on_failure=self._auto_reconnect,
         )
         client.suppress_exceptions = True  # a bug of ours must not kill the network loop
-        client.enable_logger(logging.getLogger("sig_mqtt.paho"))
         client.reconnect_delay_set(self.reconnect_min, self.reconnect_max)  # type: ignore[arg-type]
         client.max_inflight_messages_set(self.max_inflight)
         client.connect_timeout = self.connect_timeout
@@ -299,7 +297,7 @@ class MqttLink:
                 self._fallback.clear()
                 if self._stopping:
                     return
-                old = self._client
+                old, self._client = self._client, None  # its callbacks are ignored from now on
                 if old is not None:
                     self._stop_loop(old)
                     try:
@@ -309,7 +307,6 @@ class MqttLink:
                 logger.info("broker %s:%s does not take MQTT 5: using MQTT 3.1.1", *(self.address or ("?", 0)))
                 self.protocol = 4
                 self._build()
-                self._first.set()
                 continue
             opened = self._socket_opened_at
             if (
