@@ -7,7 +7,9 @@ router's ``#connect`` / ``#disconnect``.
 
 A change caused by a retained message is not *announced*: the sender was
 connected before we looked (pysig tells no listener that subscribes after a
-sender connected), so the router learns of it silently.
+sender connected), so the router learns of it silently. A sender we knew
+before and lost is announced however it comes back: after our own reconnect,
+listeners hear the differences.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ class Presence:
         self.owners: dict[Any, str] = {}
         # The birth each connected sender had, for its #disconnect once the birth is gone.
         self._last: dict[Any, Birth] = {}
+        # Senders we have known connected: when one comes back, even through a retained
+        # birth (after our own reconnect), its listeners hear it (only the difference).
+        self._known: set[Any] = set()
 
     # -- queries ----------------------------------------------------------------
 
@@ -152,5 +157,6 @@ class Presence:
                 nid = alive[0]
                 self.owners[sender] = nid
                 self._last[sender] = births[nid]
-                changes.append(Change("connect", sender, nid, births[nid], announce))
+                changes.append(Change("connect", sender, nid, births[nid], announce or sender in self._known))
+                self._known.add(sender)
         return changes
