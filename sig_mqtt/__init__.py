@@ -14,6 +14,7 @@ import sig
 
 from ._topics import Topics, decode_level, encode_level
 from ._url import BrokerURL, parse_url
+from .broker import EmbeddedBroker
 from .client import CarrierMQTTClient
 from .server import CarrierMQTTServer
 
@@ -21,6 +22,7 @@ __all__ = [
     "BrokerURL",
     "CarrierMQTTClient",
     "CarrierMQTTServer",
+    "EmbeddedBroker",
     "Topics",
     "connect_url",
     "decode_level",

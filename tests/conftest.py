@@ -15,6 +15,8 @@ from sig.carrier.tcpserver import CarrierTCPServer
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+pytest_plugins = ["mqttutil"]  # MQTT brokers and Mosquitto's clients
+
 
 class Net:
     """A ServerRouter and a factory of connected ClientRouters over one transport."""
