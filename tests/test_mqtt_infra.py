@@ -126,9 +126,56 @@ def test_embedded_broker_on_a_busy_port_raises_a_clear_error() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         started = time.monotonic()
-        with pytest.raises(OSError, match="127.0.0.1:%d" % port):
+        with pytest.raises(OSError, match="127.0.0.1:%d: Address already in use" % port):
             EmbeddedBroker("127.0.0.1", port).start()
         assert time.monotonic() - started < 10
+
+
+def test_embedded_broker_restarts_after_stop() -> None:
+    port = free_port()
+    broker = EmbeddedBroker("127.0.0.1", port).start()
+    broker.stop()
+    assert not broker.is_running
+    with broker:
+        assert broker.is_running and broker.port == port and _accepts(port)
+    assert not _accepts(port)
+
+
+def test_embedded_broker_on_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        broker = EmbeddedBroker("::1").start()
+    except OSError as exc:
+        pytest.skip("no IPv6 loopback: %s" % exc)
+    with broker:
+        assert broker.url == "mqtt://[::1]:%d" % broker.port
+        with socket.create_connection(("::1", broker.port), timeout=2):
+            pass
+
+
+def test_embedded_broker_without_anonymous_wants_a_user_name() -> None:
+    with EmbeddedBroker(allow_anonymous=False) as broker:
+        for user, expected in ((None, "Not authorized"), ("someone", "Success")):
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+            if user is not None:
+                client.username_pw_set(user, "any")
+            answers: list[str] = []
+            answered = threading.Event()
+
+            def on_connect(c: mqtt.Client, u: Any, f: Any, reason: Any, p: Any, answers: list[str] = answers,
+                           answered: threading.Event = answered) -> None:
+                answers.append(str(reason))
+                answered.set()
+
+            client.on_connect = on_connect
+            client.connect("127.0.0.1", broker.port)
+            client.loop_start()
+            try:
+                assert answered.wait(5) and answers[0] == expected
+            finally:
+                client.disconnect()
+                client.loop_stop()
 
 
 def test_embedded_broker_stops_with_clients_connected(clients: Callable[..., Paho]) -> None:
