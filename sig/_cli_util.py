@@ -1,7 +1,9 @@
 """Helpers of the ``sig`` command line: argument parsing, logging, clean stops.
 
-Kept apart from :mod:`sig.cli` so the subcommands stay short; nothing here
-does network I/O.
+Kept apart from :mod:`sig.cli` so the subcommands stay short. The one
+place that reaches a server is :func:`connect_client`: every client
+subcommand (``send``, ``listen``, ``request``, ``web``, ``alert``) gets its
+ClientRouter from it.
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ import sys
 import time
 from typing import Any, NoReturn
 
+from ._carrier import Carrier
+from ._client import ClientRouter
 from ._ident import BUILTIN_EVENTS, EVENT_CONNECT, EVENT_DISCONNECT, Ident
 from ._log import LOG_LEVELS, SimpleLogger, setup_logger
+from .carrier.tcpclient import CarrierTCPClient
 
 __all__ = [
     "CliError",
     "UsageError",
+    "connect_client",
+    "close_client",
     "ArgumentParser",
     "LEVELS",
     "format_address",
@@ -190,6 +197,38 @@ def with_builtins(subscriptions: list[tuple[Ident | None, Ident | None]]) -> lis
                 result.append((sender, builtin))
                 given.add((sender, builtin))
     return result
+
+
+def connect_client(args: argparse.Namespace, keep_reconnecting: bool = False) -> tuple[ClientRouter, Carrier]:
+    """Connect a ClientRouter to ``args.server``; fail at once (one line) when it cannot be reached.
+
+    The one function that makes the client side of every client subcommand.
+    With ``keep_reconnecting`` the carrier reconnects by itself after a later
+    outage (and the ClientRouter registers everything again).
+
+    Raises:
+        UsageError: a bad ``--server`` address.
+        CliError: the server cannot be reached.
+    """
+    host, port = parse_address(args.server, what="--server")
+    carrier = CarrierTCPClient()
+    router = ClientRouter(carrier, request_timeout=getattr(args, "timeout", 10.0))
+    if not carrier.connect(host, port, auto_reconnect=keep_reconnecting):
+        carrier.disconnect()  # stops the background retries
+        error = carrier.last_error
+        reason = (error.strerror or str(error)) if error else "no answer to the handshake (is it a pysig server?)"
+        raise CliError("cannot connect to %s: %s" % (format_address(host, port), reason))
+    if keep_reconnecting:
+        address = format_address(host, port)
+        carrier.on_disconnected = lambda: logger.warning("Disconnected from %s, reconnecting...", address)
+        carrier.on_connected = lambda: logger.info("Connected to %s again", address)
+    return router, carrier
+
+
+def close_client(carrier: Carrier) -> None:
+    """Disconnect on purpose: send what is queued, and do not log it as an outage."""
+    carrier.on_disconnected = None  # type: ignore[attr-defined]
+    carrier.disconnect()  # type: ignore[attr-defined]
 
 
 def setup_logging(level_name: str) -> SimpleLogger:

@@ -4,6 +4,8 @@
     sig send    [--server HOST:PORT] --sender S --event E [--data D] [--count N] [--delay SECONDS]
     sig listen  [--server HOST:PORT] [--listen S:E ...] [--json]
     sig request [--server HOST:PORT] --sender S --method M [--params JSON] [--timeout SECONDS]
+    sig web     [--server HOST:PORT] [--http HOST:PORT] [--limit N] [--listen S:E ...] [--allow-host NAME ...]
+    sig alert   [--server HOST:PORT] [--listen S:E ...] [--command CMD]
 
 Every subcommand takes ``--log-level`` and ``--version``. Log lines (pysig's
 ``SimpleLogger`` shape) go to stderr, from ``info`` up for ``server`` and from
@@ -24,12 +26,15 @@ from collections.abc import Callable
 from typing import Any
 
 from . import VERSION
+from ._alert import Alerter
 from ._cli_util import (
     LEVELS,
     ArgumentParser,
     CliError,
     Stopper,
     UsageError,
+    close_client,
+    connect_client,
     format_address,
     parse_address,
     parse_data,
@@ -39,10 +44,8 @@ from ._cli_util import (
     setup_logging,
     with_builtins,
 )
-from ._client import ClientRouter
 from ._errors import CarrierError, RemoteError, RequestTimeout, SigError
 from ._server import ServerRouter
-from .carrier.tcpclient import CarrierTCPClient
 from .carrier.tcpserver import CarrierTCPServer
 
 __all__ = ["main", "build_parser"]
@@ -53,33 +56,6 @@ DEFAULT_SERVER = "127.0.0.1:3000"
 
 
 # -- helpers -----------------------------------------------------------------------
-
-
-def _connect(args: argparse.Namespace, keep_reconnecting: bool = False) -> tuple[ClientRouter, CarrierTCPClient]:
-    """Connect a ClientRouter to ``--server``; fail at once (one line) when it cannot be reached.
-
-    With ``keep_reconnecting`` the carrier reconnects by itself after a later
-    outage (and the ClientRouter registers everything again).
-    """
-    host, port = parse_address(args.server, what="--server")
-    carrier = CarrierTCPClient()
-    router = ClientRouter(carrier, request_timeout=getattr(args, "timeout", 10.0))
-    if not carrier.connect(host, port, auto_reconnect=keep_reconnecting):
-        carrier.disconnect()  # stops the background retries
-        error = carrier.last_error
-        reason = (error.strerror or str(error)) if error else "no answer to the handshake (is it a pysig server?)"
-        raise CliError("cannot connect to %s: %s" % (format_address(host, port), reason))
-    if keep_reconnecting:
-        address = format_address(host, port)
-        carrier.on_disconnected = lambda: logger.warning("Disconnected from %s, reconnecting...", address)
-        carrier.on_connected = lambda: logger.info("Connected to %s again", address)
-    return router, carrier
-
-
-def _close(carrier: CarrierTCPClient) -> None:
-    """Disconnect on purpose: send what is queued, and do not log it as an outage."""
-    carrier.on_disconnected = None
-    carrier.disconnect()
 
 
 def _show(data: Any) -> str:
@@ -138,7 +114,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise UsageError("--delay must not be negative")
     count = args.count if args.count is not None else (1 if args.delay is None else None)  # None: forever
     stopper = Stopper().install()
-    router, carrier = _connect(args, keep_reconnecting=count != 1)
+    router, carrier = connect_client(args, keep_reconnecting=count != 1)
     try:
         signal = router.addRemoteSender(sender, [event]).getSignal(event)
         sent = 0
@@ -149,7 +125,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             if (count is not None and sent >= count) or not stopper.sleep(args.delay or 0.0):
                 break
     finally:
-        _close(carrier)  # sends what is queued first
+        close_client(carrier)  # sends what is queued first
     return 0
 
 
@@ -177,7 +153,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     if not args.no_connect:
         subscriptions = with_builtins(subscriptions)
     stopper = Stopper().install()
-    router, carrier = _connect(args, keep_reconnecting=True)
+    router, carrier = connect_client(args, keep_reconnecting=True)
     listener = _printer(args.json, stopper)
     try:
         for sender, event in subscriptions:
@@ -185,7 +161,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
             logger.info("Listening to %s:%s", sender, event)
         stopper.wait()
     finally:
-        _close(carrier)
+        close_client(carrier)
     return 0
 
 
@@ -196,7 +172,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     method = parse_ident(args.method, "--method")
     if args.timeout <= 0:
         raise UsageError("--timeout must be more than 0 seconds")
-    router, carrier = _connect(args)
+    router, carrier = connect_client(args)
     try:
         response = router.remoteRequest(sender, method, params, timeout=args.timeout)
     except RequestTimeout:
@@ -204,9 +180,60 @@ def cmd_request(args: argparse.Namespace) -> int:
     except RemoteError as exc:
         raise CliError("request failed: %s (status %s)" % (exc.exception or exc, exc.status)) from None
     finally:
-        _close(carrier)
+        close_client(carrier)
     sys.stdout.write(json.dumps(response, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+    return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """``sig web``: the web event log and its REST API (needs aiohttp: the ``web`` extra)."""
+    http_host, http_port = parse_address(args.http, default_port=8080, what="--http")
+    subscriptions = [parse_listen(text) for text in (args.listen or ["None:None"])]
+    try:
+        from .web import WebLogger
+        from .web._log import check_limit
+    except ImportError as exc:
+        raise CliError("sig web needs aiohttp (pip install 'sig[web]'): %s" % exc) from None
+    try:
+        check_limit(args.limit)
+    except ValueError as exc:
+        raise UsageError("bad --limit: %s" % exc) from None
+    router, carrier = connect_client(args, keep_reconnecting=True)
+    try:
+        try:
+            weblog = WebLogger(router, limit=args.limit, server=args.server, allow_hosts=args.allow_host or ())
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        for sender, event in subscriptions:
+            weblog.subscribe(sender, event)
+
+        def ready(url: str) -> None:
+            sys.stdout.write(url + "\n")
+            sys.stdout.flush()
+
+        weblog.run(http_host, http_port, ready)
+    finally:
+        close_client(carrier)
+    return 0
+
+
+def cmd_alert(args: argparse.Namespace) -> int:
+    """``sig alert``: one desktop notification (or ``--command`` run) per matching event."""
+    subscriptions = [parse_listen(text) for text in (args.listen or ["None:None"])]
+    alerter = Alerter.from_command_line(args.command)
+    stopper = Stopper().install()
+    try:
+        router, carrier = connect_client(args, keep_reconnecting=True)
+        try:
+            for sender, event in subscriptions:
+                router.addRemoteListener(alerter.listener, sender, event)
+                logger.info("Alerting on %s:%s", sender, event)
+            stopper.wait()
+        finally:
+            close_client(carrier)
+    finally:
+        alerter.close()
     return 0
 
 
@@ -223,7 +250,7 @@ def _common_options(log_level: str) -> ArgumentParser:
 
 
 def build_parser() -> ArgumentParser:
-    """Build the ``sig`` argument parser (subcommands server, send, listen, request)."""
+    """Build the ``sig`` argument parser (subcommands server, send, listen, request, web, alert)."""
     common = _common_options("info")
     client = _common_options("warning")
     client.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT",
@@ -276,6 +303,28 @@ def build_parser() -> ArgumentParser:
     request.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                          help="seconds to wait for the response (default: 10)")
     request.set_defaults(func=cmd_request)
+
+    listen_help = "a subscription, repeatable; None = any, \\: = a colon in a name (default: None:None)"
+    web = commands.add_parser("web", parents=[client], help="serve the web event log and its REST API",
+                              description="Keep the last --limit events of the subscriptions and serve them on a "
+                                          "live web page and the documented REST API (/, /regs, /clear, /config, "
+                                          "/add, /remove; fmt=html|plain|json). Prints the page's URL.")
+    web.add_argument("--http", default="127.0.0.1:8080", metavar="HOST:PORT",
+                     help="address of the web server; port 0 picks a free one (default: 127.0.0.1:8080)")
+    web.add_argument("--limit", type=int, default=20, metavar="N",
+                     help="events kept; the oldest is dropped (default: 20)")
+    web.add_argument("--listen", action="append", metavar="SENDER:EVENT", help=listen_help)
+    web.add_argument("--allow-host", action="append", metavar="NAME[:PORT]",
+                     help="another Host name to answer for (e.g. behind a reverse proxy), repeatable")
+    web.set_defaults(func=cmd_web)
+
+    alert = commands.add_parser("alert", parents=[client], help="a desktop notification per event",
+                                description="Run notify-send (or --command) once per event received.")
+    alert.add_argument("--listen", action="append", metavar="SENDER:EVENT", help=listen_help)
+    alert.add_argument("--command", metavar="CMD",
+                       help="command to run instead of notify-send; {sender} {event} {data} {title} {body} are "
+                            "filled in, else the title and body are added as its last two arguments")
+    alert.set_defaults(func=cmd_alert)
     return parser
 
 
