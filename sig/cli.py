@@ -221,7 +221,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 def cmd_alert(args: argparse.Namespace) -> int:
     """``sig alert``: one desktop notification (or ``--command`` run) per matching event."""
     subscriptions = [parse_listen(text) for text in (args.listen or ["None:None"])]
-    alerter = Alerter.from_command_line(args.command)
+    alerter = Alerter.from_command_line(args.alert_command)
     stopper = Stopper().install()
     try:
         router, carrier = connect_client(args, keep_reconnecting=True)
@@ -321,7 +321,7 @@ def build_parser() -> ArgumentParser:
     alert = commands.add_parser("alert", parents=[client], help="a desktop notification per event",
                                 description="Run notify-send (or --command) once per event received.")
     alert.add_argument("--listen", action="append", metavar="SENDER:EVENT", help=listen_help)
-    alert.add_argument("--command", metavar="CMD",
+    alert.add_argument("--command", metavar="CMD", dest="alert_command",
                        help="command to run instead of notify-send; {sender} {event} {data} {title} {body} are "
                             "filled in, else the title and body are added as its last two arguments")
     alert.set_defaults(func=cmd_alert)
