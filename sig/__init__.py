@@ -15,13 +15,17 @@ online; senders answer *requests*.
 
 from __future__ import annotations
 
+from ._access import AccessControl
 from ._carrier import Carrier
 from ._client import ClientRouter
+from ._errors import AccessDeniedError
 from ._errors import CarrierError
 from ._errors import InvalidArgumentError
 from ._errors import InvalidIdentifierError
+from ._errors import LimitExceededError
 from ._errors import NotRegisteredError
 from ._errors import ProtocolError
+from ._errors import RemoteAccessError
 from ._errors import RemoteError
 from ._errors import RemoteLookupError
 from ._errors import RemoteNameError
@@ -78,4 +82,8 @@ __all__ = [
     "RemoteLookupError",
     "RemoteNameError",
     "RemoteTimeoutError",
+    "RemoteAccessError",
+    "AccessDeniedError",
+    "LimitExceededError",
+    "AccessControl",
 ]

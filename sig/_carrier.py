@@ -26,7 +26,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ._codec import Status, make_reply
-from ._errors import CarrierError
+from ._errors import AccessDeniedError, CarrierError
 
 __all__ = ["Carrier", "ClientId", "RpcMethod", "log_failed_post"]
 
@@ -115,6 +115,9 @@ class Carrier:
             )
         try:
             response = fn(clientid, params)
+        except AccessDeniedError as exc:  # authentication or ACL: status -4 (the text holds no secret)
+            logger.warning("method %r from %r refused: %s", method, clientid, exc)
+            return make_reply(message_id, Status.REFUSED, exc=exc)
         except Exception as exc:
             logger.warning("method %r from %r failed: %s", method, clientid, exc)
             logger.debug("method %r traceback", method, exc_info=True)

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import RemoteError, RemoteLookupError, RemoteNameError, RemoteTimeoutError
+from ._errors import RemoteAccessError, RemoteError, RemoteLookupError, RemoteNameError, RemoteTimeoutError
 
 __all__ = [
     "Status",
@@ -199,7 +199,9 @@ def is_reply(message: dict[str, Any]) -> bool:
     return "status" in message and "method" not in message
 
 
-_FAMILIES: tuple[type[BaseException], ...] = (LookupError, NameError, TimeoutError, TypeError, ValueError)
+_FAMILIES: tuple[type[BaseException], ...] = (
+    LookupError, NameError, TimeoutError, TypeError, ValueError, PermissionError
+)
 
 
 def error_family(exc: BaseException) -> str | None:
@@ -227,6 +229,7 @@ _REMOTE_ERRORS: dict[str, type[RemoteError]] = {
     "LookupError": RemoteLookupError,
     "NameError": RemoteNameError,
     "TimeoutError": RemoteTimeoutError,
+    "PermissionError": RemoteAccessError,
 }
 
 
@@ -237,6 +240,8 @@ def reply_error(reply: dict[str, Any], what: str) -> RemoteError:
     family = reply.get("error")
     if status == Status.UNKNOWN_METHOD and family is None:
         family = "LookupError"
+    elif status == Status.REFUSED:
+        family = "PermissionError"  # refused by authentication or the ACL, whatever the far side named
     message = "%s failed on the far side (status %s)%s" % (what, status, ": %s" % exception if exception else "")
     status_code = status if isinstance(status, int) else Status.METHOD_FAILED
     cls = _REMOTE_ERRORS.get(family, RemoteError) if isinstance(family, str) else RemoteError

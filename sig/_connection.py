@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ._carrier import log_failed_post
 from ._codec import CAPABILITIES, DEFAULT_MAX_FRAME, BadFrame, FrameDecoder, Status, encode, is_reply, make_reply
 from ._errors import CarrierError, ProtocolError
+from ._limits import RequestGate
 
 if TYPE_CHECKING:
     from ._carrier import Carrier
@@ -138,6 +139,7 @@ class Connection:
         self._send_now = _nonblocking_send(stream)
         self._ping: Future[Any] | None = None
         self._calls: deque[Any] = deque()
+        self.requests = RequestGate()  # the carrier sets its limit
         self._calls_ready = threading.Condition()
         self._threads: list[threading.Thread] = []
 
@@ -445,7 +447,7 @@ class Connection:
             if "id" in frame:
                 self.send_reply(make_reply(frame["id"], Status.OK, {"pong": True}))
         elif method == "request":
-            self.executor.submit(self._run, frame)
+            self.requests.submit(self, frame)
         else:
             with self._calls_ready:
                 self._calls.append(frame)

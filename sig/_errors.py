@@ -25,6 +25,9 @@ __all__ = [
     "RemoteLookupError",
     "RemoteNameError",
     "RemoteTimeoutError",
+    "AccessDeniedError",
+    "RemoteAccessError",
+    "LimitExceededError",
 ]
 
 
@@ -68,6 +71,14 @@ class CarrierError(SigError, ConnectionError):
     """The carrier cannot move the message (not connected, peer gone, ...)."""
 
 
+class AccessDeniedError(SigError, PermissionError):
+    """Refused by authentication or the access control list (pysig status ``-4`` on the wire)."""
+
+
+class LimitExceededError(SigError, ValueError):
+    """A client went over a limit of the server (registrations, pending requests, payload size)."""
+
+
 class RequestTimeout(SigError, TimeoutError):
     """No reply arrived in time."""
 
@@ -102,3 +113,7 @@ class RemoteNameError(RemoteError, NameError):
 
 class RemoteTimeoutError(RemoteError, TimeoutError):
     """The far side timed out (e.g. the server waited in vain for the sender's client)."""
+
+
+class RemoteAccessError(RemoteError, AccessDeniedError):
+    """The far side refused the call: authentication failed or required, or the ACL forbids it (status -4)."""

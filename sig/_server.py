@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import logging
 import threading
 from typing import Any
 
+from ._access import AccessControl
 from ._carrier import Carrier, ClientId
 from ._codec import CAPABILITIES, PROTOCOL_VERSION
 from ._errors import (
+    AccessDeniedError,
     CarrierError,
     InvalidArgumentError,
     InvalidIdentifierError,
+    LimitExceededError,
     NotRegisteredError,
     UnknownSenderError,
 )
@@ -33,6 +37,13 @@ __all__ = ["ServerRouter"]
 logger = logging.getLogger("sig.server")
 
 _Key = tuple[Carrier, ClientId]
+
+#: Methods a client may call before it authenticated.
+OPEN_METHODS = frozenset({"get_version", "auth"})
+#: Default most senders plus listeners one client may register.
+DEFAULT_MAX_REGISTRATIONS = 1000
+#: Failed ``auth`` calls after which a connection's further attempts are refused unchecked.
+MAX_AUTH_FAILURES = 5
 
 
 class _RemoteListener:
@@ -66,6 +77,9 @@ class _Client:
         self.senders: list[Ident] = []
         self.listeners: dict[int, _RemoteListener] = {}
         self.signals: dict[tuple[Ident, Ident], Signal] = {}
+        self.user: str | None = None  # who it authenticated as (None: anonymous)
+        self.authenticated = False
+        self.auth_failures = 0
 
 
 class ServerRouter(Router):
@@ -75,6 +89,12 @@ class ServerRouter(Router):
         carrier: the first carrier (e.g. :class:`~sig.carrier.tcpserver.CarrierTCPServer`);
             more can be attached with :meth:`attach`.
         request_timeout: seconds to wait for a client to answer a request.
+        access: an :class:`~sig.AccessControl`: clients authenticate (RPC ``auth``) and
+            the ACL says which senders each may register, listen to and request;
+            refusals answer status -4. None (the default): every client may do everything.
+        max_registrations: most senders plus listeners one client may register.
+        max_payload: largest JSON size, in characters, of one signal's data or one
+            request's params from a client (None: only the carrier's frame limit).
 
     All other arguments are those of :class:`Router`.
     """
@@ -89,9 +109,15 @@ class ServerRouter(Router):
         class_sender: type[Sender] = Sender,
         class_signal: type[Signal] = Signal,
         class_event: type[Event] = Event,
+        access: AccessControl | None = None,
+        max_registrations: int = DEFAULT_MAX_REGISTRATIONS,
+        max_payload: int | None = None,
     ) -> None:
         super().__init__(class_sender=class_sender, class_signal=class_signal, class_event=class_event)
         self.request_timeout = request_timeout
+        self.access = access
+        self.max_registrations = max_registrations
+        self.max_payload = max_payload
         self.carriers: list[Carrier] = []
         self._clients: dict[_Key, _Client] = {}
         self._clients_lock = threading.Lock()
@@ -108,6 +134,7 @@ class ServerRouter(Router):
         """Serve the clients of one more carrier (TCP, serial, MQTT ... at once)."""
         handlers = {
             "get_version": self.handle_get_version,
+            "auth": self.handle_auth,
             "list_senders": self.handle_list_senders,
             "add_sender": self.handle_add_sender,
             "remove_sender": self.handle_remove_sender,
@@ -117,7 +144,7 @@ class ServerRouter(Router):
             "request": self.handle_request,
         }
         carrier.methods = {
-            name: functools.partial(_with_key, handler, carrier) for name, handler in handlers.items()
+            name: functools.partial(self._guarded, name, handler, carrier) for name, handler in handlers.items()
         }
         carrier.callback_client_connected = functools.partial(self._client_connected, carrier)
         carrier.callback_client_disconnected = functools.partial(self._client_disconnected, carrier)
@@ -134,14 +161,41 @@ class ServerRouter(Router):
         if isinstance(params.get("capabilities"), list):
             from . import VERSION
 
-            return {"version": VERSION, "protocol": PROTOCOL_VERSION, "capabilities": list(CAPABILITIES)}
+            capabilities = list(CAPABILITIES)
+            if self.access is None:
+                return {"version": VERSION, "protocol": PROTOCOL_VERSION, "capabilities": capabilities}
+            return {"version": VERSION, "protocol": PROTOCOL_VERSION, "capabilities": [*capabilities, "auth"],
+                    "anonymous": self.access.anonymous}
         return self.server_version
+
+    def handle_auth(self, key: _Key, params: dict[str, Any]) -> dict[str, Any]:
+        """Authenticate a client: params ``{"user", "password"}`` or ``{"token"}``; answer ``{"user"}``.
+
+        Without access control there is nothing to check: ``{"user": None, "access_control": False}``.
+        """
+        access = self.access
+        if access is None:
+            return {"user": None, "access_control": False}
+        client = self._client(key)
+        if client.authenticated:
+            raise AccessDeniedError("already authenticated as %r on this connection" % (client.user,))
+        if client.auth_failures >= MAX_AUTH_FAILURES:
+            raise AccessDeniedError("authentication failed %d times on this connection: reconnect to try again"
+                                    % client.auth_failures)
+        try:
+            user = access.authenticate(params)
+        except AccessDeniedError:
+            client.auth_failures += 1
+            raise
+        client.user, client.authenticated = user, True
+        logger.info("[SR] client %s authenticated as %r", key[1], user)
+        return {"user": user}
 
     def handle_list_senders(self, key: _Key, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Answer ``list_senders``: ``[{"sender", "connected"[, "events"]}]``."""
         list_events = bool(params.get("list_events", False))
         response = []
-        for objsender in self.getSenders():
+        for objsender in self._visible_senders(key):
             entry: dict[str, Any] = {"sender": objsender.getName(), "connected": objsender.isConnected()}
             if list_events:
                 entry["events"] = [{"event": name} for name in objsender.getEvents()]
@@ -153,6 +207,9 @@ class ServerRouter(Router):
         sender = ident_param(params, "sender")
         events = param(params, "events", (list, str, int, float), None)
         requests_list = param(params, "requests", list, None)
+        self._check(key, "senders", sender)
+        client = self._client(key)
+        self._check_room(client)
         requests = None
         if requests_list is not None:
             requests = {}
@@ -161,7 +218,6 @@ class ServerRouter(Router):
                 check_optional_ident(method, "request method")  # before it is used as a key
                 forward = functools.partial(self._forward_request, carrier, clientid, sender)
                 requests[method] = forward if method is None else functools.partial(forward, method)
-        client = self._client(key)
         self.addSender(sender, events, requests=requests)  # type: ignore[arg-type]
         client.senders.append(sender)  # type: ignore[arg-type]
 
@@ -179,7 +235,9 @@ class ServerRouter(Router):
         """Register a client's listener; answer ``{"listener_id": ...}``."""
         sender = ident_param(params, "sender", optional=True)
         event = ident_param(params, "event", optional=True)
+        self._check(key, "listen", sender)
         client = self._client(key)
+        self._check_room(client)
         carrier, clientid = key
         listener = _RemoteListener(next(self._listener_ids), carrier, clientid, sender, event)
         self.addListener(listener, sender, event)
@@ -208,13 +266,59 @@ class ServerRouter(Router):
                 raise UnknownSenderError("sender %r is not connected through this client" % (sender,))
             signal = self.getSender(sender).getSignal(event)  # type: ignore[arg-type]
             client.signals[(sender, event)] = signal  # type: ignore[index]
-        signal.trigger(params.get("data"))
+        data = params.get("data")
+        if self.max_payload is not None:
+            self._check_payload(data, "signal data")
+        signal.trigger(data)
 
     def handle_request(self, key: _Key, params: dict[str, Any]) -> Any:
         """Run a request on a sender, wherever it is registered, and answer its response."""
         sender = ident_param(params, "sender")
         method = ident_param(params, "method")
+        self._check(key, "request", sender)
+        if self.max_payload is not None:
+            self._check_payload(params.get("params"), "request params")
         return self.request(sender, method, params.get("params"))  # type: ignore[arg-type]
+
+    # -- access and limits --------------------------------------------------------------
+
+    def _guarded(self, name: str, handler: Any, carrier: Carrier, clientid: ClientId, params: Any) -> Any:
+        """Run an RPC method for a client: params must be an object, and the client admitted."""
+        if not isinstance(params, dict):
+            raise InvalidArgumentError("params must be a JSON object")
+        key = (carrier, clientid)
+        access = self.access
+        if access is not None and name not in OPEN_METHODS and not access.anonymous:
+            if not self._client(key).authenticated:
+                raise AccessDeniedError("authentication required: call auth before %s" % name)
+        return handler(key, params)
+
+    def _check(self, key: _Key, right: str, sender: Any) -> None:
+        """Raise :class:`AccessDeniedError` unless the client's ACL gives ``right`` on ``sender``."""
+        if self.access is not None:
+            self.access.check(self._client(key).user, right, sender)
+
+    def _visible_senders(self, key: _Key) -> list[Sender]:
+        """The senders a client may know of: those it may listen to or request (all, without an ACL)."""
+        access = self.access
+        senders = self.getSenders()
+        if access is None or not access.has_acl:
+            return senders
+        user = self._client(key).user
+        return [s for s in senders
+                if access.allowed(user, "listen", s.getName()) or access.allowed(user, "request", s.getName())]
+
+    def _check_room(self, client: _Client) -> None:
+        count = len(client.senders) + len(client.listeners)
+        if count >= self.max_registrations:
+            raise LimitExceededError("too many registrations: this client has %d senders and listeners (limit %d)"
+                                     % (count, self.max_registrations))
+
+    def _check_payload(self, value: Any, what: str) -> None:
+        assert self.max_payload is not None
+        size = len(json.dumps(value, separators=(",", ":")))
+        if size > self.max_payload:
+            raise LimitExceededError("%s too large: %d characters of JSON (limit %d)" % (what, size, self.max_payload))
 
     # -- clients ------------------------------------------------------------------
 
@@ -261,8 +365,3 @@ class ServerRouter(Router):
 
     add_carrier = addCarrier = attach
 
-
-def _with_key(handler: Any, carrier: Carrier, clientid: ClientId, params: dict[str, Any]) -> Any:
-    if not isinstance(params, dict):
-        raise InvalidArgumentError("params must be a JSON object")
-    return handler((carrier, clientid), params)

@@ -17,7 +17,8 @@ from typing import Any
 from .._carrier import Carrier, ClientId
 from .._codec import CAPABILITIES, DEFAULT_MAX_FRAME, Status
 from .._connection import Connection, Stream
-from .._errors import CarrierError
+from .._errors import AccessDeniedError, CarrierError, InvalidArgumentError
+from .._limits import DEFAULT_MAX_PENDING_REQUESTS
 
 __all__ = ["StreamServerCarrier", "StreamClientCarrier"]
 
@@ -35,9 +36,11 @@ class _StreamCarrier(Carrier):
         ping_interval: float = 15.0,
         call_timeout: float = 10.0,
         request_workers: int = 32,
+        max_pending_requests: int | None = None,
     ) -> None:
         super().__init__()
         self.max_frame = max_frame
+        self.max_pending_requests = max_pending_requests
         self.max_queue = max_queue
         self.ping_interval = ping_interval
         self.call_timeout = call_timeout
@@ -52,7 +55,7 @@ class _StreamCarrier(Carrier):
     def _new_connection(
         self, clientid: ClientId, stream: Stream, name: str, on_closed: Callable[[Connection], None], client: bool
     ) -> Connection:
-        return self.connection_class(
+        conn = self.connection_class(
             self,
             clientid,
             stream,
@@ -65,6 +68,8 @@ class _StreamCarrier(Carrier):
             ping_interval=self.ping_interval,
             legacy_timeout=self.call_timeout,
         )
+        conn.requests.limit = self.max_pending_requests
+        return conn
 
     def call(self, clientid: ClientId, message: dict[str, Any], timeout: float | None = None) -> Future[Any]:
         """Send a message that wants a reply; the future gets the reply dict."""
@@ -92,9 +97,14 @@ class _StreamCarrier(Carrier):
 
 
 class StreamServerCarrier(_StreamCarrier):
-    """The server side: many peers, each a :class:`~sig._connection.Connection`."""
+    """The server side: many peers, each a :class:`~sig._connection.Connection`.
+
+    ``max_pending_requests`` (default 100): most requests one client may have running or
+    waiting at once; more are answered with an error at once (the client stays connected).
+    """
 
     def __init__(self, **settings: Any) -> None:
+        settings.setdefault("max_pending_requests", DEFAULT_MAX_PENDING_REQUESTS)
         super().__init__(**settings)
         self._connections: dict[ClientId, Connection] = {}
         self._lock = threading.Lock()
@@ -139,6 +149,10 @@ class StreamServerCarrier(_StreamCarrier):
 class StreamClientCarrier(_StreamCarrier):
     """The client side: one peer (the server), with the handshake and auto-reconnect.
 
+    ``username`` + ``password``, or ``token``: credentials sent (RPC ``auth``) right after
+    the handshake of every (re)connection, before anything is registered, to a server
+    that checks them; never logged.
+
     Attributes:
         on_connected: called with no argument after each (re)connection.
         on_disconnected: called with no argument after each lost connection.
@@ -150,9 +164,22 @@ class StreamClientCarrier(_StreamCarrier):
         handshake_timeout: float = 5.0,
         reconnect_min: float = 0.1,
         reconnect_max: float = 1.0,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
         **settings: Any,
     ) -> None:
         super().__init__(**settings)
+        if token is not None and (username is not None or password is not None):
+            raise InvalidArgumentError("give a username and password, or a token, not both")
+        if (username is None) != (password is None):
+            raise InvalidArgumentError("a username needs a password (and a password a username)")
+        self._credentials: dict[str, str] | None = (
+            {"token": token} if token is not None
+            else {"user": username, "password": password} if username is not None and password is not None
+            else None
+        )
+        self._auth_refusals = 0
         self.on_connected: Callable[[], Any] | None = None
         self.on_disconnected: Callable[[], Any] | None = None
         self.auto_reconnect = False
@@ -161,7 +188,8 @@ class StreamClientCarrier(_StreamCarrier):
         self.reconnect_max = reconnect_max
         self.clientid = "client-%x" % id(self)
         self.server_version: Any = None
-        #: Why the stream of the last attempt could not be opened (None: it opened).
+        #: Why the last attempt failed: the stream could not be opened, or the server refused our
+        #: credentials (an :class:`~sig.AccessDeniedError`); None: it succeeded.
         self.last_error: OSError | None = None
         self._conn: Connection | None = None
         self._lock = threading.RLock()
@@ -224,6 +252,11 @@ class StreamClientCarrier(_StreamCarrier):
                 self.server_version = response.get("version")
             else:
                 self.server_version = response  # a pysig 0.7.3 server answers "1.01": lock-step
+            refused = self._authenticate(conn, name, response)
+            if refused is not None:
+                self.last_error = refused
+                conn.close(str(refused))
+                return False
             logger.info("[%s] connected (server %s, %s)", name, self.server_version,
                         "pipelined" if conn.pipelined else "lock-step")
             self._conn = conn
@@ -235,6 +268,41 @@ class StreamClientCarrier(_StreamCarrier):
                 logger.exception("on_connected callback failed")
         self.handle_client_ready(self.clientid)
         return True
+
+    def _authenticate(self, conn: Connection, name: str, response: Any) -> OSError | None:
+        """Send our credentials if the server checks them; return why it refused us, if it did."""
+        offered = response.get("capabilities") if isinstance(response, dict) else None
+        checks = isinstance(offered, list) and "auth" in offered
+        credentials = self._credentials
+        if not checks:
+            if credentials is not None:
+                logger.warning("[%s] the server does not check credentials (no access control, or pysig 0.7.3): "
+                               "none sent", name)
+            return None
+        assert isinstance(response, dict)
+        if credentials is None:
+            if response.get("anonymous") is False:
+                return self._refused(name, AccessDeniedError(
+                    "the server %s requires authentication: give a username and password, or a token" % name))
+            return None
+        try:
+            reply = conn.call({"method": "auth", "params": credentials}).result(self.handshake_timeout)
+        except Exception as exc:
+            logger.warning("[%s] no answer to auth: %s", name, str(exc) or type(exc).__name__)
+            return TimeoutError("no answer to auth from %s" % name)
+        if reply.get("status") != Status.OK:
+            why = reply.get("exception") or "status %s" % reply.get("status")
+            return self._refused(name, AccessDeniedError("authentication refused by %s: %s" % (name, why)))
+        result = reply.get("response")
+        self._auth_refusals = 0
+        logger.info("[%s] authenticated as %r", name, result.get("user") if isinstance(result, dict) else None)
+        return None
+
+    def _refused(self, name: str, error: AccessDeniedError) -> AccessDeniedError:
+        """Log a refusal: a warning the first time, then (retrying in the background) at debug level."""
+        self._auth_refusals += 1
+        logger.log(logging.WARNING if self._auth_refusals == 1 else logging.DEBUG, "[%s] %s", name, error)
+        return error
 
     def _closed(self, conn: Connection) -> None:
         with self._lock:

@@ -31,6 +31,12 @@ class CarrierTCPClient(StreamClientCarrier):
         server_hostname: the name to check the server certificate against
             (default: the host given to :meth:`connect`).
         reconnect_min, reconnect_max: the auto-reconnect backoff, in seconds.
+        username, password: credentials sent (RPC ``auth``) after the handshake of every
+            (re)connection to a server that checks them; or
+        token: a token sent instead of a username and password.
+
+    A server that refuses the credentials makes :meth:`connect` return False with an
+    :class:`~sig.AccessDeniedError` in :attr:`last_error` (and a log line without the secret).
     """
 
     def __init__(
