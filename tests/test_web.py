@@ -365,6 +365,7 @@ def test_unknown_path_and_method(web: Web) -> None:
     assert web.get("/nope")[0] == 404
     assert web.get("/add?sender=a", method="POST")[0] == 405
     assert web.get("/", method="HEAD")[0] == 200
+    assert web.get("/stream", method="HEAD")[:2] == (200, "text/event-stream")
 
 
 # -- Host and Origin -------------------------------------------------------------------------------

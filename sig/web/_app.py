@@ -233,6 +233,8 @@ async def remove(request: web.Request) -> web.StreamResponse:
 
 async def stream(request: web.Request) -> web.StreamResponse:
     """``/stream``: server-sent events, from the entries after ``Last-Event-ID`` (or ``after``) on."""
+    if request.method == "HEAD":
+        return web.Response(content_type="text/event-stream")
     text = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
     try:
         after = int(text)
