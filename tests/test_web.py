@@ -303,6 +303,24 @@ def test_regs_add_remove_and_aliases(net: Sig, web: Web) -> None:
     assert len(entries(web)) == count + 2  # timer's #connect and tick, not keros' ir
 
 
+def test_overlapping_subscriptions_log_an_event_once(net: Sig, web: Web) -> None:
+    for sub in (("ifttt", None), ("keros", "ir"), (None, "#notify")):  # the documented configuration
+        web.weblog.subscribe(*sub)
+    client = net.client()
+    ifttt = client.addRemoteSender("ifttt", ["mail", "#notify"])
+    keros = client.addRemoteSender("keros", ["ir", "#notify"])
+    ifttt.getSignal("#notify").trigger(1)
+    keros.getSignal("#notify").trigger(2)
+    keros.getSignal("ir").trigger(3)
+    ifttt.getSignal("mail").trigger(4)
+    wait_entries(web, 1, "&event=mail")
+    time.sleep(0.3)  # a duplicate would come right behind
+    assert [(e["sender"], e["event"], e["data"] if e["kind"] == "event" else None) for e in entries(web)] == [
+        ("ifttt", "#connect", None), ("keros", "#connect", None), ("ifttt", "#notify", 1), ("keros", "#notify", 2),
+        ("keros", "ir", 3), ("ifttt", "mail", 4),
+    ]
+
+
 def test_subscription_refused_by_a_gone_server(net: Sig) -> None:
     carrier = CarrierTCPClient()
     router = sig.ClientRouter(carrier, request_timeout=5.0)
@@ -549,6 +567,13 @@ def test_cli_web_errors(procs: list[Proc]) -> None:
         taken = "127.0.0.1:%d" % busy.getsockname()[1]
         result = run("web", "--server", address, "--http", taken, timeout=TIMEOUT)
         assert "cannot listen on %s" % taken in assert_one_error_line(result, "web")
+
+
+def test_cli_web_defaults() -> None:
+    from sig.cli import build_parser
+
+    args = build_parser().parse_args(["web"])
+    assert (args.http, args.limit, args.listen, args.server) == ("127.0.0.1:8080", 20, None, "127.0.0.1:3000")
 
 
 @pytest.mark.parametrize("command", ["web", "alert"])
