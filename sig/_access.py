@@ -35,7 +35,7 @@ from typing import Any
 
 from ._errors import AccessDeniedError, InvalidArgumentError
 
-__all__ = ["AccessControl", "ANONYMOUS", "EVERYONE", "RIGHTS"]
+__all__ = ["AccessControl", "ANONYMOUS", "EVERYONE", "RIGHTS", "access_dict"]
 
 logger = logging.getLogger("sig.access")
 
@@ -234,3 +234,34 @@ class AccessControl:
     def has_acl(self) -> bool:
         """Whether there are ACL entries (else admitted clients may do everything)."""
         return bool(self._entries)
+
+
+def access_dict(document: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn a TOML access document into the plain shape :meth:`AccessControl.from_dict` takes.
+
+    The document has an ``[auth]`` table (``anonymous = true``, users as ``[[auth.users]]``
+    tables with ``name``, ``password``, ``token``, or as ``[auth.users.NAME]`` tables) and
+    ``[[acl]]`` tables (``user``, ``senders``, ``listen``, ``request``); other top-level
+    tables are ignored (the file may be a larger config).
+
+    Raises:
+        ValueError: the document is malformed (the message says where).
+    """
+    auth = document.get("auth", {})
+    if not isinstance(auth, Mapping):
+        raise InvalidArgumentError("[auth] must be a table")
+    unknown = set(auth) - {"anonymous", "users"}
+    if unknown:
+        raise InvalidArgumentError("[auth]: unknown key(s) %s" % ", ".join(sorted(map(str, unknown))))
+    users = auth.get("users", {})
+    if isinstance(users, list):
+        table: dict[str, Any] = {}
+        for index, entry in enumerate(users):
+            name = entry.get("name") if isinstance(entry, Mapping) else None
+            if not isinstance(name, str) or not name:
+                raise InvalidArgumentError("[[auth.users]] number %d needs a name" % (index + 1))
+            if name in table:
+                raise InvalidArgumentError("[[auth.users]]: user %r is given twice" % name)
+            table[name] = {key: value for key, value in entry.items() if key != "name"}
+        users = table
+    return {"anonymous": auth.get("anonymous", False), "users": users, "acl": document.get("acl", [])}

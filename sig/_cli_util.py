@@ -210,8 +210,10 @@ def connect_client(args: argparse.Namespace, keep_reconnecting: bool = False) ->
         UsageError: a bad ``--server`` address.
         CliError: the server cannot be reached.
     """
+    from ._cli_access import client_credentials  # it imports this module
+
     host, port = parse_address(args.server, what="--server")
-    carrier = CarrierTCPClient()
+    carrier = CarrierTCPClient(**client_credentials(args))
     router = ClientRouter(carrier, request_timeout=getattr(args, "timeout", 10.0))
     if not carrier.connect(host, port, auto_reconnect=keep_reconnecting):
         carrier.disconnect()  # stops the background retries

@@ -1,13 +1,15 @@
 """The ``sig`` command: the documented pysig generic_* examples as one tool.
 
-    sig server  [--bind HOST:PORT] [--sender S [--event E] [--data D] [--delay SECONDS]]
+    sig server  [--bind HOST:PORT] [--access FILE] [--sender S [--event E] [--data D] [--delay SECONDS]]
     sig send    [--server HOST:PORT] --sender S --event E [--data D] [--count N] [--delay SECONDS]
     sig listen  [--server HOST:PORT] [--listen S:E ...] [--json]
     sig request [--server HOST:PORT] --sender S --method M [--params JSON] [--timeout SECONDS]
     sig web     [--server HOST:PORT] [--http HOST:PORT] [--limit N] [--listen S:E ...] [--allow-host NAME ...]
     sig alert   [--server HOST:PORT] [--listen S:E ...] [--command CMD]
 
-Every subcommand takes ``--log-level`` and ``--version``. Log lines (pysig's
+Every subcommand takes ``--log-level`` and ``--version``; client subcommands take
+``--user NAME`` (password from ``--password-file FILE`` or ``$SIG_PASSWORD``) or
+``--token-file FILE`` (or ``$SIG_TOKEN``) for a server started with ``--access``. Log lines (pysig's
 ``SimpleLogger`` shape) go to stderr, from ``info`` up for ``server`` and from
 ``warning`` up for the client subcommands (``--log-level info`` shows e.g.
 ``[lamp] Triggering event on with data '...'``); what ``listen`` hears and
@@ -27,6 +29,7 @@ from typing import Any
 
 from . import VERSION
 from ._alert import Alerter
+from ._cli_access import add_credential_options, load_access
 from ._cli_util import (
     LEVELS,
     ArgumentParser,
@@ -78,8 +81,9 @@ def cmd_server(args: argparse.Namespace) -> int:
     if args.delay <= 0:
         raise UsageError("--delay must be more than 0 seconds")
     stopper = Stopper().install()
+    access = load_access(args.access) if args.access else None
     carrier = CarrierTCPServer()
-    router = ServerRouter(carrier)
+    router = ServerRouter(carrier, access=access)
     try:
         carrier.start(host, port)
     except CarrierError as exc:
@@ -255,6 +259,7 @@ def build_parser() -> ArgumentParser:
     client = _common_options("warning")
     client.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT",
                         help="the pysig server (default: %s)" % DEFAULT_SERVER)
+    add_credential_options(client)
 
     parser = ArgumentParser(prog="sig", description="pysig event routing from the command line.",
                             epilog="Identifiers are strings; None means any. Run 'sig COMMAND --help' for more.")
@@ -272,6 +277,9 @@ def build_parser() -> ArgumentParser:
     server.add_argument("--data", help="event data: JSON if it parses, else the text (default: null)")
     server.add_argument("--delay", type=float, default=5.0, metavar="SECONDS",
                         help="seconds between two events (default: 5)")
+    server.add_argument("--access", metavar="FILE",
+                        help="TOML file with [auth] (anonymous, users) and [[acl]] tables: clients must "
+                             "authenticate and may only use what the ACL grants (default: open to all)")
     server.set_defaults(func=cmd_server)
 
     send = commands.add_parser("send", parents=[client], help="register a sender and trigger an event",

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +29,8 @@ from sig.carrier.tcpclient import CarrierTCPClient
 from sig.carrier.tcpserver import CarrierTCPServer
 
 pytestmark = pytest.mark.timeout(60)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PASSWORD = "correct horse battery staple"
 TOKEN = "tok-8f1d2e3c4b5a"
@@ -281,7 +287,7 @@ def test_bad_or_missing_credentials_make_connect_return_false(sites: Any, siglog
     text = str(carrier.last_error)
     assert ("authentication refused" in text) if settings else ("requires authentication" in text)
     assert not carrier.isConnected()
-    assert any(r.name.startswith("sig.carrier") and r.levelno == logging.WARNING and text in r.getMessage()
+    assert any(r.name.startswith("sig.carrier") and r.levelno == logging.INFO and text in r.getMessage()
                for r in siglog.records)
     no_secret_logged(siglog)
     assert wait_until(lambda: not site.tcp.clients())
@@ -461,3 +467,101 @@ def test_pending_request_limit_refuses_the_flood_and_serves_others(sites: Any, s
     assert flood.remoteRequest("fast", "now") == "ok"  # the flooder stays connected and is served again
     assert sum("too many pending requests" in r.getMessage() for r in siglog.records
                if r.levelno == logging.WARNING and r.name == "sig.limits") == 1
+
+
+def test_refused_in_the_background_warns_once_and_keeps_trying(sites: Any, siglog: Any) -> None:
+    site = sites()
+    carrier = site.carrier(username="kitchen", password=PASSWORD, reconnect_min=0.05, reconnect_max=0.05)
+    router = sig.ClientRouter(carrier, request_timeout=5.0)
+    assert carrier.connect("127.0.0.1", site.port, auto_reconnect=True)
+    router.addRemoteSender("kitchen/lamp", ["on"])
+    changed = dict(CONFIG, users=dict(CONFIG["users"], kitchen={"password": "rotated"}))
+    site.server.access = sig.AccessControl.from_dict(changed)
+    port = site.port
+    site.tcp.stop()
+    site.tcp.start("127.0.0.1", port)
+    assert wait_until(lambda: sum("authentication refused" in r.getMessage() for r in siglog.records) >= 4)
+    warnings = [r for r in siglog.records
+                if r.levelno == logging.WARNING and "authentication refused" in r.getMessage()]
+    assert len(warnings) == 1
+    assert not carrier.isConnected() and isinstance(carrier.last_error, sig.AccessDeniedError)
+    site.server.access = sig.AccessControl.from_dict(CONFIG)  # the old password works again
+    assert wait_until(lambda: carrier.isConnected() and site.server.getSender("kitchen/lamp").isConnected())
+    no_secret_logged(siglog)
+
+
+# -- command line -------------------------------------------------------------------------------------
+
+ACCESS_TOML = """
+[auth]
+anonymous = false
+
+[[auth.users]]
+name = "kitchen"
+password = "%s"
+
+[[auth.users]]
+name = "panel"
+token = "%s"
+
+[[acl]]
+user = "kitchen"
+senders = ["kitchen/*"]
+listen = ["*"]
+request = ["*"]
+""" % (PASSWORD, TOKEN)
+
+
+def test_access_toml_shape(tmp_path: Any) -> None:
+    from sig._cli_access import load_access
+
+    path = tmp_path / "access.toml"
+    path.write_text(ACCESS_TOML)
+    access = load_access(str(path))
+    assert access.users == ["kitchen", "panel"] and not access.anonymous
+    assert access.allowed("kitchen", "senders", "kitchen/lamp") and not access.allowed("panel", "senders", "x")
+    assert access.authenticate({"token": TOKEN}) == "panel"
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m sig ARGS`` with ``env`` added (SIG_PASSWORD / SIG_TOKEN removed unless given)."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("SIG_PASSWORD", "SIG_TOKEN", "PYTHONWARNINGS")}
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environ.get("PYTHONPATH")]))
+    environ.update(env)
+    return subprocess.run([sys.executable, "-m", "sig", *args], cwd=str(ROOT), env=environ, capture_output=True,
+                          text=True, timeout=20, stdin=subprocess.DEVNULL)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code and len(lines) == 1, (result.returncode, result.stderr)
+    assert PASSWORD not in result.stderr + result.stdout
+    return lines[0]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[auth\n", "not valid TOML"),
+    ("[auth]\nanonymous = 1\n", "anonymous must be true or false"),
+    ("[[auth.users]]\npassword = 'x'\n", "needs a name"),
+    ("[[acl]]\nuser = 'u'\nsenders = 'x'\n", "list of glob patterns"),
+])
+def test_bad_access_file_is_one_clear_line(tmp_path: Any, text: str, fragment: str) -> None:
+    path = tmp_path / "access.toml"
+    path.write_text(text)
+    line = one_error_line(run_cli("server", "--bind", "127.0.0.1:0", "--access", str(path)))
+    assert fragment in line and line.startswith("sig server: error: --access file")
+
+
+def test_cli_credentials(sites: Any, tmp_path: Any) -> None:
+    site = sites()
+    address = "127.0.0.1:%d" % site.port
+    password_file = tmp_path / "pw"
+    password_file.write_text(PASSWORD + "\n")
+    send = ["send", "--server", address, "--sender", "kitchen/lamp", "--event", "on"]
+    assert run_cli(*send, "--user", "kitchen", "--password-file", str(password_file)).returncode == 0
+    assert run_cli(*send, "--user", "kitchen", SIG_PASSWORD=PASSWORD).returncode == 0
+    assert "authentication refused" in one_error_line(run_cli(*send, "--user", "kitchen", SIG_PASSWORD="wrong"))
+    assert "requires authentication" in one_error_line(run_cli(*send))
+    assert "--password-file FILE or $SIG_PASSWORD" in one_error_line(run_cli(*send, "--user", "kitchen"), 2)
+    request = ["request", "--server", address, "--sender", "x", "--method", "m"]
+    assert "may not send requests to sender 'x'" in one_error_line(run_cli(*request, SIG_TOKEN=TOKEN))

@@ -299,9 +299,14 @@ class StreamClientCarrier(_StreamCarrier):
         return None
 
     def _refused(self, name: str, error: AccessDeniedError) -> AccessDeniedError:
-        """Log a refusal: a warning the first time, then (retrying in the background) at debug level."""
+        """Log a refusal: info when :meth:`connect` returns it (False, ``last_error``); from the
+        background reconnection a warning the first time, then at debug level."""
         self._auth_refusals += 1
-        logger.log(logging.WARNING if self._auth_refusals == 1 else logging.DEBUG, "[%s] %s", name, error)
+        if threading.current_thread() is not self._reconnect_thread:
+            level = logging.INFO
+        else:
+            level = logging.WARNING if self._auth_refusals == 1 else logging.DEBUG
+        logger.log(level, "[%s] %s", name, error)
         return error
 
     def _closed(self, conn: Connection) -> None:
