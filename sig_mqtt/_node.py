@@ -121,6 +121,8 @@ class MqttNode:
         self._requests = ThreadPoolExecutor(request_workers, thread_name_prefix="sig-mqtt-request")
         self._dispatcher: threading.Thread | None = None
         self._sync_token: str | None = None
+        self._waiting: dict[str, threading.Event] = {}
+        self._watched: set[Any] = set()
         self._next_heartbeat = 0.0
         self.link = MqttLink(
             nid,
@@ -235,6 +237,50 @@ class MqttNode:
         if reply.get("status") != Status.OK:
             raise reply_error(reply, "request %r to %r" % (method, sender))
         return reply.get("response")
+
+    def watch(self, sender: Any, timeout: float = 2.0) -> None:
+        """Follow the presence of ``sender`` from now on (its births and node states).
+
+        The first time, waits one round trip through the broker so that retained
+        births have arrived; then :attr:`presence` knows whether it is connected.
+        """
+        with self._lock:
+            if sender in self._watched:
+                return
+            self._watched.add(sender)
+            for topic_filter in (self.topics.birth_filter(sender), self.topics.node_filter):
+                self._apply_filters(self._filters.add(topic_filter))
+        self.round_trip(timeout)
+
+    def round_trip(self, timeout: float = 2.0) -> bool:
+        """Wait until a message we publish now comes back (what the broker had queued for us came first).
+
+        Returns at once (False) on the dispatcher thread or while offline.
+        """
+        if not self.ready or threading.current_thread() is self._dispatcher:
+            return False
+        token = uuid.uuid4().hex
+        event = self._waiting[token] = threading.Event()
+        self._publish(self.reply_topic, encode_json({"sync": token}), 1, False)
+        if event.wait(timeout):
+            return True
+        self._waiting.pop(token, None)
+        logger.debug("no round trip through the broker in %.1f s", timeout)
+        return False
+
+    def claim(self, sender: Any, timeout: float = 2.0) -> None:
+        """Check that no other node hosts ``sender`` before we register it.
+
+        Follows that name's presence from now on (see :meth:`watch`; the filters
+        stay, so a later claim by another node is seen and logged too).
+
+        Raises:
+            SenderConnectedError: another node hosts it (a ``NameError``).
+        """
+        self.watch(sender, timeout)
+        owner = self.presence.owner(sender)
+        if owner is not None:
+            raise SenderConnectedError("sender %r is already connected on node %s" % (sender, owner))
 
     # -- the router's side -------------------------------------------------------------
 
@@ -570,6 +616,10 @@ class MqttNode:
 
     def _synced(self, token: Any) -> None:
         """Our subscriptions' retained messages have arrived: delete our stale births."""
+        waiting = self._waiting.pop(token, None) if isinstance(token, str) else None
+        if waiting is not None:
+            waiting.set()
+            return
         if token != self._sync_token:
             return
         for sender, birth in list(self._own_births.items()):

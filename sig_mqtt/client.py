@@ -150,9 +150,20 @@ class CarrierMQTTClient(Carrier):
         return self.node.ready and self._linked
 
     def isSenderConnected(self, sender: Any) -> bool:
-        """Tell whether ``sender`` is connected anywhere on the network (as far as we know)."""
+        """Tell whether ``sender`` is connected anywhere on the network.
+
+        The first call for a name this node does not follow yet subscribes to its
+        presence and waits one round trip through the broker.
+        """
+        self._watch(sender)
         objsender = self.mirror.senders.get(sender)
         return objsender is not None and objsender.isConnected()
+
+    def _watch(self, sender: Any) -> None:
+        try:
+            self.node.watch(sender)
+        except (TypeError, ValueError):
+            pass  # not an identifier: the request fails with a clear error later
 
     @property
     def last_error(self) -> str | None:
@@ -165,8 +176,16 @@ class CarrierMQTTClient(Carrier):
         """Run a ClientRouter message on the private server (requests to other nodes cross the broker)."""
         future: Future[Any] = Future()
         params = message.get("params")
+        if message.get("method") == "add_sender" and isinstance(params, dict):
+            try:
+                self.node.claim(params.get("sender"))
+            except Exception as exc:
+                future.set_result(make_reply(message.get("id"), Status.METHOD_FAILED, exc=exc))
+                return future
         if message.get("method") == "request" and isinstance(params, dict):
             sender = params.get("sender")
+            if sender not in self.node._local and self.mirror.senders.get(sender) is None:
+                self._watch(sender)  # a sender we never heard of: ask the broker who hosts it
             if self.node.presence.owner(sender) is not None and sender not in self.node._local:
                 try:
                     response = self.node.request(sender, params.get("method"), params.get("params"), timeout)
