@@ -46,12 +46,12 @@ class Subscriptions:
         self._registered: list[Subscription] = []  # in the order they were registered
         self._listeners: dict[Subscription, Callable[[dict[str, Any], Any], None]] = {}
         self._lock = threading.Lock()  # one change at a time (held while the server answers)
-        self._reg_lock = threading.Lock()  # guards _registered for the carrier thread (never held while waiting)
+        self._state_lock = threading.Lock()  # guards the lists for readers (never held while waiting)
         self._watchers: list[Callable[[], None]] = []
 
     def list(self) -> list[Subscription]:
         """Return the user's subscriptions, in the order they were added."""
-        with self._lock:
+        with self._state_lock:
             return list(self._wanted)
 
     def add(self, sender: Ident | None, event: Ident | None) -> None:
@@ -66,11 +66,13 @@ class Subscriptions:
             if sub in self._wanted:
                 raise AlreadySubscribedError("already subscribed to %s:%s" % sub)
             logger.info("Registering to %s:%s", sender, event)
-            self._wanted.append(sub)
+            with self._state_lock:
+                self._wanted.append(sub)
             try:
                 self._sync()
             except Exception:
-                self._wanted.remove(sub)
+                with self._state_lock:
+                    self._wanted.remove(sub)
                 self._sync_quietly()
                 raise
             logger.info("done")
@@ -88,11 +90,12 @@ class Subscriptions:
             if sub not in self._wanted:
                 raise NotSubscribedError("not subscribed to %s:%s" % sub)
             logger.info("Unregistering from %s:%s", sender, event)
-            self._wanted.remove(sub)
+            with self._state_lock:
+                self._wanted.remove(sub)
             try:
                 self._sync()
             finally:
-                self._notify()
+                self._notify()  # watchers only schedule work: fine under the lock
 
     def watch(self, watcher: Callable[[], None]) -> None:
         """Call ``watcher()`` (no arguments) after every change of the subscriptions."""
@@ -106,14 +109,14 @@ class Subscriptions:
         """Make the remote listeners those the wanted subscriptions need (lock held)."""
         target = with_builtins(self._wanted)
         for sub in [s for s in self._registered if s not in target]:
-            with self._reg_lock:
+            with self._state_lock:
                 self._registered.remove(sub)
                 listener = self._listeners.pop(sub)
             self.router.removeRemoteListener(listener, *sub)
         for sub in [s for s in target if s not in self._registered]:
             listener = self._listener_for(sub)
             self.router.addRemoteListener(listener, *sub)
-            with self._reg_lock:
+            with self._state_lock:
                 self._registered.append(sub)
                 self._listeners[sub] = listener
 
@@ -132,7 +135,7 @@ class Subscriptions:
     def _deliver(self, sub: Subscription, info: dict[str, Any], data: Any) -> None:
         """Log an event once, however many registrations brought it (the first one that matches counts)."""
         sender, event = info.get("sender"), info.get("event")
-        with self._reg_lock:
+        with self._state_lock:
             first = next((reg for reg in self._registered if _matches(reg, sender, event)), sub)
         if first == sub:
             self.log.add(sender, event, data, time.time())
