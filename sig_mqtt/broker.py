@@ -18,6 +18,7 @@ import asyncio
 import errno
 import logging
 import os
+import socket
 import threading
 from types import TracebackType
 from typing import Any
@@ -32,25 +33,12 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 
 
-class _DropStartupFailure(logging.Filter):
-    """Drops amqtt's "Broker startup failed" traceback logged on one thread: start() raises
-    a clear error instead."""
-
-    def __init__(self, thread_id: int | None) -> None:
-        super().__init__()
-        self.thread_id = thread_id
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.thread == self.thread_id and record.msg == "Broker startup failed")
-
-
 class EmbeddedBroker:
     """An amqtt MQTT 3.1.1 broker listening on ``host:port``, served by its own thread.
 
     Args:
-        host: the IP address to bind (loopback by default; IPv6 literals without brackets).
-            With port 0, use one address, not a name or ``0.0.0.0`` that binds several
-            sockets (each would get its own port; :attr:`port` reports the first).
+        host: the address to bind (loopback by default; IPv6 literals without brackets;
+            ``""`` or ``0.0.0.0`` for every IPv4 interface). A name binds its first address.
         port: the TCP port; 0 picks a free one, see :attr:`port` after :meth:`start`.
         allow_anonymous: accept clients without a user name. When false, a client must send
             a user name (any password is accepted: this is not access control).
@@ -68,6 +56,10 @@ class EmbeddedBroker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._broker: Any = None  # amqtt.broker.Broker (amqtt has no type information)
+        self._listener: socket.socket | None = None
+        self._sockets: set[socket.socket] = set()
+        self._connections: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
@@ -143,8 +135,8 @@ class EmbeddedBroker:
         if loop is not None and not loop.is_closed():
             if broker is not None:
                 try:
-                    asyncio.run_coroutine_threadsafe(broker.shutdown(), loop).result(STOP_TIMEOUT)
-                except Exception as exc:  # a broker that is half-down still has to let go
+                    asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(STOP_TIMEOUT)
+                except Exception as exc:
                     logger.debug("embedded MQTT broker shutdown: %r", exc)
             try:
                 loop.call_soon_threadsafe(loop.stop)
@@ -169,7 +161,7 @@ class EmbeddedBroker:
     # -- the broker's thread ------------------------------------------------------------
 
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = asyncio.SelectorEventLoop()  # add_reader() (Windows' default Proactor loop has none)
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
@@ -209,20 +201,112 @@ class EmbeddedBroker:
         from amqtt.broker import Broker
 
         config = {
-            "listeners": {"default": {"type": "tcp", "bind": "%s:%d" % (self.host, self.port)}},
+            # "external": amqtt binds nothing; our own listener below hands it each connection
+            # (so the bound port is known without amqtt's private attributes, bind errors are
+            # plain OSErrors, and every connection is closed however amqtt ends with it).
+            "listeners": {"default": {"type": "external"}},
             # This replaces amqtt's default plugin set (event and packet loggers, and a $SYS
             # publisher every 20 s): authentication only.
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": self.allow_anonymous}},
         }
-        broker = Broker(config)  # must be made inside the running loop (it calls get_running_loop)
-        quiet = _DropStartupFailure(threading.get_ident())
-        amqtt_logger = logging.getLogger("amqtt.broker")
-        amqtt_logger.addFilter(quiet)
+        listener = self._listen()
         try:
+            broker = Broker(config)  # must be made inside the running loop (it calls get_running_loop)
             await broker.start()
-        finally:
-            amqtt_logger.removeFilter(quiet)
+        except BaseException:
+            listener.close()
+            raise
+        self._listener = listener
         self._broker = broker
-        # amqtt has no public API for the bound port.
-        server = broker._servers["default"].instance
-        self.port = int(server.sockets[0].getsockname()[1])
+        self.port = int(listener.getsockname()[1])
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._accept, listener)
+
+    def _listen(self) -> socket.socket:
+        """Bind one listening socket to the first address of ``host:port``."""
+        infos = socket.getaddrinfo(self.host or "0.0.0.0", self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            if os.name == "posix":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's servers do
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(128)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _accept(self, listener: socket.socket) -> None:
+        """Accept the pending connections (called by the loop when the listener is readable).
+
+        Our own accept rather than asyncio.start_server, whose close() can leak a socket
+        accepted at that moment (Python 3.11), and rather than loop.sock_accept, whose
+        cancellation can lose one: here each accepted socket is owned at once.
+        """
+        loop = asyncio.get_running_loop()
+        for _ in range(64):
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. out of file descriptors: keep serving the others
+                logger.warning("embedded MQTT broker cannot accept a connection: %s", exc)
+                return
+            conn.setblocking(False)
+            self._sockets.add(conn)
+            task = loop.create_task(self._serve(conn))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    async def _serve(self, conn: socket.socket) -> None:
+        """One client connection, for its whole life."""
+        from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
+
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn)
+        except BaseException:
+            self._sockets.discard(conn)
+            conn.close()
+            raise
+        self._sockets.discard(conn)  # the transport owns it now
+        self._writers.add(writer)
+        try:
+            broker = self._broker
+            if broker is not None:
+                await broker.external_connected(StreamReaderAdapter(reader), StreamWriterAdapter(writer), "default")
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # amqtt logs its own errors; a connection never brings the broker down
+            logger.debug("embedded MQTT broker connection ended: %r", exc)
+        finally:
+            self._writers.discard(writer)
+            writer.close()  # amqtt leaves some connections open (e.g. one that sent no CONNECT)
+            try:
+                await writer.wait_closed()
+            except (OSError, asyncio.CancelledError):
+                pass
+
+    async def _shutdown(self) -> None:
+        """Stop accepting, stop amqtt, then close the connections it left."""
+        listener, broker = self._listener, self._broker
+        self._listener = None
+        if listener is not None:
+            asyncio.get_running_loop().remove_reader(listener.fileno())
+            listener.close()
+        if broker is not None:
+            try:
+                await broker.shutdown()
+            except Exception as exc:  # a broker that is half-down still has to let go
+                logger.debug("embedded MQTT broker shutdown: %r", exc)
+        for writer in list(self._writers):
+            writer.close()
+        connections = list(self._connections)
+        for task in connections:
+            task.cancel()
+        await asyncio.gather(*connections, return_exceptions=True)
+        for conn in list(self._sockets):  # accepted, but their task was cancelled before it began
+            conn.close()
+        self._sockets.clear()
