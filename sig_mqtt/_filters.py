@@ -101,6 +101,9 @@ class FilterSet:
         self.wanted: Counter[str] = Counter()
         self.subscribed: dict[str, int | None] = {}
         self._ids = itertools.count(1)
+        # A filter keeps its identifier for good: a resumed session's queued
+        # messages carry the one it had when they were queued.
+        self._assigned: dict[str, int] = {}
         self._lowest: dict[str, int | None] = {}
 
     def add(self, topic_filter: str) -> Changes:
@@ -144,10 +147,16 @@ class FilterSet:
             self._lowest[topic] = lowest
         return lowest is None or lowest in identifiers
 
+    def _identifier(self, topic_filter: str) -> int:
+        sid = self._assigned.get(topic_filter)
+        if sid is None:
+            sid = self._assigned[topic_filter] = next(self._ids)
+        return sid
+
     def _update(self) -> Changes:
         target: dict[str, int | None]
         if self.identifiers:
-            target = {f: self.subscribed.get(f) or next(self._ids) for f in self.wanted}
+            target = {f: self._identifier(f) for f in self.wanted}
         else:
             target = dict.fromkeys(_cover(list(self.wanted)))
         subscribe = [(f, sid) for f, sid in target.items() if f not in self.subscribed]

@@ -118,6 +118,7 @@ class MqttNode:
         self._pending: dict[str, Future[dict[str, Any]]] = {}
         self._answered: OrderedDict[tuple[Any, Any], dict[str, Any] | None] = OrderedDict()
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._request_workers = request_workers
         self._requests = ThreadPoolExecutor(request_workers, thread_name_prefix="sig-mqtt-request")
         self._dispatcher: threading.Thread | None = None
         self._sync_token: str | None = None
@@ -146,6 +147,8 @@ class MqttNode:
     def start(self, host: str, port: int, auto_reconnect: bool = True) -> bool:
         """Connect to the broker; True once online (see :meth:`MqttLink.start`)."""
         self._leaving = False
+        if self._requests._shutdown:  # connecting again after stop()
+            self._requests = ThreadPoolExecutor(self._request_workers, thread_name_prefix="sig-mqtt-request")
         if self._dispatcher is None:
             self._dispatcher = threading.Thread(target=self._dispatch_loop, name="sig-mqtt-dispatch", daemon=True)
             self._dispatcher.start()
