@@ -119,7 +119,7 @@ class Streams:
                 if ident and ident <= last:
                     continue  # already sent with the backlog
                 await response.write(data)
-        except (ConnectionResetError, ConnectionError):
+        except ConnectionError:
             pass  # the browser went away
         finally:
             self._queues.discard(queue)
