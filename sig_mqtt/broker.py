@@ -127,7 +127,7 @@ class EmbeddedBroker:
     def stop(self) -> None:
         """Stop serving and end the thread (idempotent; about 2 x :data:`STOP_TIMEOUT` s at most).
 
-        Connected clients are disconnected (without their Will: amqtt closes them cleanly).
+        Connected clients are disconnected.
         """
         loop, thread, broker = self._loop, self._thread, self._broker
         if thread is None:

@@ -49,7 +49,7 @@ __all__ = [
     "password_hash",
 ]
 
-MOSQUITTO = "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else shutil.which("mosquitto")
+MOSQUITTO = "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else (shutil.which("mosquitto") or "")
 #: the default bound of one command-line client run, in seconds
 CLIENT_TIMEOUT = 10.0
 _START_TIMEOUT = 5.0
@@ -120,7 +120,7 @@ class Mosquitto:
     def __init__(self, *, persistence: bool = False, password_file: dict[str, str] | None = None,
                  acl: str | None = None, tls: bool = False, require_certificate: bool = False,
                  allow_duplicate_messages: bool | None = None, extra: list[str] | None = None) -> None:
-        if MOSQUITTO is None or shutil.which("mosquitto_sub") is None:
+        if not MOSQUITTO or shutil.which("mosquitto_sub") is None:
             pytest.skip("mosquitto and mosquitto-clients are not installed")
         self.dir = Path(tempfile.mkdtemp(prefix="sig-mosquitto-"))
         self.host = "127.0.0.1"
@@ -321,8 +321,12 @@ class Subscriber:
     """``mosquitto_sub -v`` running in the background; its output lines are collected.
 
     It has subscribed when the constructor returns (it waits for the SUBACK in the ``-d``
-    debug output, 5 s at most). Debug lines are left out of :meth:`lines`. Use it as a
-    context manager, or call :meth:`stop`.
+    debug output, 5 s at most; run under ``stdbuf -oL``, else its output is not flushed
+    and it waits 0.5 s instead). Debug lines are left out of :meth:`lines`; a payload
+    with newlines gives several lines. Use it as a context manager, or call :meth:`stop`.
+
+    Raises:
+        RuntimeError: no SUBACK within 5 s (the message has its debug output).
     """
 
     def __init__(self, port: int, topic: str, *extra: str) -> None:
@@ -339,6 +343,10 @@ class Subscriber:
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, name="mosquitto_sub reader", daemon=True)
         self._reader.start()
+        if stdbuf is None:  # its debug lines stay in its stdout buffer: give it time instead
+            time.sleep(0.5)
+            if self.proc.poll() is None:
+                self._subscribed.set()
         if not self._subscribed.wait(5.0):
             self.stop()
             raise RuntimeError("mosquitto_sub did not subscribe to %r on port %d:\n%s" % (

@@ -7,6 +7,7 @@ auth, ACLs, TLS, persistence across a clean restart and across a crash.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -16,6 +17,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from mqttutil import Mosquitto, free_port, mosquitto_pub, mosquitto_rr, mosquitto_sub, password_hash
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from sig_mqtt.broker import EmbeddedBroker
 
@@ -33,9 +37,9 @@ def _accepts(port: int) -> bool:
 class Paho:
     """A paho client with its network thread, recording what it receives."""
 
-    def __init__(self, port: int, protocol: int = mqtt.MQTTv311, *, client_id: str = "",
+    def __init__(self, port: int, protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv311, *, client_id: str = "",
                  will: tuple[str, str] | None = None) -> None:
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
         self.messages: list[mqtt.MQTTMessage] = []
         self.changed = threading.Condition()
         self.subscribed = threading.Event()
@@ -77,6 +81,10 @@ class Paho:
         sock = self.client.socket()
         assert sock is not None
         sock.close()
+
+
+def topic_is(topic: str) -> Callable[[mqtt.MQTTMessage], bool]:
+    return lambda message: message.topic == topic
 
 
 @pytest.fixture
@@ -157,7 +165,7 @@ def test_embedded_broker_on_ipv6_loopback() -> None:
 def test_embedded_broker_without_anonymous_wants_a_user_name() -> None:
     with EmbeddedBroker(allow_anonymous=False) as broker:
         for user, expected in ((None, "Not authorized"), ("someone", "Success")):
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv311)
             if user is not None:
                 client.username_pw_set(user, "any")
             answers: list[str] = []
@@ -196,7 +204,7 @@ def test_paho_311_publish_subscribe_through_the_embedded_broker(
     for qos in (0, 1, 2):
         talker.client.publish("infra/ps/q%d" % qos, b"payload %d" % qos, qos=qos).wait_for_publish(5)
     for qos in (0, 1, 2):
-        message = listener.wait_for(lambda m, q=qos: m.topic == "infra/ps/q%d" % q)
+        message = listener.wait_for(topic_is("infra/ps/q%d" % qos))
         assert message.payload == b"payload %d" % qos and not message.retain
 
 
@@ -221,7 +229,7 @@ def test_retained_and_will_on_the_embedded_broker(embedded_broker: EmbeddedBroke
 
 
 def test_embedded_broker_refuses_mqtt5(embedded_broker: EmbeddedBroker) -> None:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
     refused = threading.Event()
     client.on_connect = lambda c, u, f, reason, p: refused.set() if reason.is_failure else None
     client.on_disconnect = lambda *args: refused.set()
@@ -257,14 +265,15 @@ def test_mosquitto_sub_once_returns_retained_lines_and_stops_at_count(mosquitto:
 
 
 def test_mosquitto_rr_gets_the_reply(mosquitto: Mosquitto, clients: Callable[..., Paho]) -> None:
-    responder = clients(mosquitto.port, mqtt.MQTTv5)
+    responder = clients(mosquitto.port, MQTTProtocolVersion.MQTTv5)
 
     def answer(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        props = mqtt.Properties(mqtt.PacketTypes.PUBLISH)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         correlation = getattr(message.properties, "CorrelationData", None)
         if correlation is not None:
             props.CorrelationData = correlation
-        client.publish(message.properties.ResponseTopic, b"re: " + message.payload, qos=1, properties=props)
+        response_topic = str(message.properties.ResponseTopic)  # type: ignore[union-attr]
+        client.publish(response_topic, b"re: " + message.payload, qos=1, properties=props)
 
     responder.client.on_message = answer
     responder.subscribe("infra/rr/req")
@@ -282,10 +291,8 @@ def test_mosquitto_password_file_refuses_a_wrong_password(mosquitto_factory: Cal
 
 def test_hand_made_password_hashes_are_accepted(mosquitto_factory: Callable[..., Mosquitto],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    import mqttutil
-
-    real_which = mqttutil.shutil.which
-    monkeypatch.setattr(mqttutil.shutil, "which", lambda name: None if name == "mosquitto_passwd" else real_which(name))
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "mosquitto_passwd" else real_which(name))
     broker = mosquitto_factory(password_file={"carol": "pa ss:word"})
     assert (broker.dir / "passwd").read_text().startswith("carol:$7$101$")
     assert password_hash("x") != password_hash("x")  # salted
@@ -330,7 +337,7 @@ def test_mosquitto_tls_client_certificates(mosquitto_factory: Callable[..., Mosq
 
 def test_paho_tls_against_mosquitto(mosquitto_factory: Callable[..., Mosquitto]) -> None:
     broker = mosquitto_factory(tls=True)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
     client.tls_set(ca_certs=broker.ca_file)
     connected = threading.Event()
     client.on_connect = lambda c, u, f, reason, p: connected.set() if not reason.is_failure else None
