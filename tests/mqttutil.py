@@ -115,16 +115,18 @@ class Mosquitto:
         require_certificate: ask clients for a certificate signed by that CA.
         allow_duplicate_messages: Mosquitto's option of that name (left unset when ``None``).
         extra: more configuration lines (global section, after the listener's lines).
+        port: the loopback port to listen on (default: a free one).
     """
 
     def __init__(self, *, persistence: bool = False, password_file: dict[str, str] | None = None,
                  acl: str | None = None, tls: bool = False, require_certificate: bool = False,
-                 allow_duplicate_messages: bool | None = None, extra: list[str] | None = None) -> None:
+                 allow_duplicate_messages: bool | None = None, extra: list[str] | None = None,
+                 port: int | None = None) -> None:
         if not MOSQUITTO or shutil.which("mosquitto_sub") is None:
             pytest.skip("mosquitto and mosquitto-clients are not installed")
         self.dir = Path(tempfile.mkdtemp(prefix="sig-mosquitto-"))
         self.host = "127.0.0.1"
-        self.port = free_port()
+        self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.pki: Pki | None = None
         self.ca_file: str | None = None
@@ -447,14 +449,14 @@ def embedded_broker() -> Iterator[EmbeddedBroker]:
 
 @pytest.fixture
 def mosquitto_factory() -> Iterator[Callable[..., Mosquitto]]:
-    """``factory(**options) -> Mosquitto``, started (options as :class:`Mosquitto`); all are
-    stopped and removed after the test."""
+    """``factory(start=True, **options) -> Mosquitto`` (options as :class:`Mosquitto`),
+    started unless ``start=False``; all are stopped and removed after the test."""
     made: list[Mosquitto] = []
 
-    def factory(**options: Any) -> Mosquitto:
+    def factory(start: bool = True, **options: Any) -> Mosquitto:
         broker = Mosquitto(**options)
         made.append(broker)
-        return broker.start()
+        return broker.start() if start else broker
 
     yield factory
     for broker in made:

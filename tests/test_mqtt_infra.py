@@ -389,3 +389,11 @@ def test_two_private_brokers_are_independent(mosquitto_factory: Callable[..., Mo
     mosquitto_pub(one.port, "infra/which", "one", "-r")
     assert mosquitto_sub(two.port, "infra/which", 1, 0.3) == []
     assert mosquitto_sub(one.port, "infra/which", 1, 5) == ["infra/which one"]
+
+
+def test_mosquitto_factory_can_leave_it_stopped(mosquitto_factory: Callable[..., Mosquitto]) -> None:
+    port = free_port()
+    broker = mosquitto_factory(start=False, port=port)
+    assert broker.port == port and broker.pid is None and not _accepts(port)
+    broker.start()
+    assert broker.pid is not None and _accepts(port)
