@@ -458,8 +458,9 @@ def test_stream_sends_backlog_then_live_changes(net: Sig, web: Web) -> None:
         assert response.status == 200
         assert response.getheader("Content-Type", "").startswith("text/event-stream")
         got = read_events(response, "entry")
-        assert got[0] == ("regs", '[{"sender": "t", "event": "tick"}]')
-        assert json.loads(got[1][1])["data"] == "one"  # the backlog after Last-Event-ID
+        assert got[0] == ("link", '{"connected": true}')
+        assert got[1] == ("regs", '[{"sender": "t", "event": "tick"}]')
+        assert json.loads(got[2][1])["data"] == "one"  # the backlog after Last-Event-ID
         tick.trigger("<two>")
         assert json.loads(read_events(response, "entry")[-1][1])["data"] == "<two>"
         assert web.get("/add?sender=x&event=y")[0] == 200
@@ -468,6 +469,18 @@ def test_stream_sends_backlog_then_live_changes(net: Sig, web: Web) -> None:
         read_events(response, "clear")
         web.get("/config?limit=5")
         assert json.loads(read_events(response, "config")[-1][1]) == {"limit": 5}
+    finally:
+        conn.close()
+
+
+def test_stream_tells_when_the_sig_server_is_lost(net: Sig, web: Web) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", "/stream")
+        response = conn.getresponse()
+        assert read_events(response, "link")[-1] == ("link", '{"connected": true}')
+        net.carriers[0].disconnect()  # the web log's own link to the sig server
+        assert read_events(response, "link")[-1] == ("link", '{"connected": false}')
     finally:
         conn.close()
 

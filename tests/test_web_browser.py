@@ -150,3 +150,9 @@ def test_page_filters_limit_and_phone_width(net: Sig, web: Web, browser: Browser
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     box = page.locator("#add-button").bounding_box()
     assert box is not None and box["x"] + box["width"] <= 360
+
+    # the page says when the web log loses its sig server
+    expect(page.locator("#link")).to_be_hidden()
+    net.carriers[0].disconnect()
+    expect(page.locator("#link")).to_be_visible()
+    expect(page.locator("#link")).to_have_text("The sig server is unreachable; reconnecting...")

@@ -8,7 +8,7 @@ Endpoints (all GET, as documented; every one takes ``fmt=html|plain|json``):
 ``/config``, ``/cfg``        ``limit=N`` sets the queue limit; answers the configuration as JSON
 ``/add``                     subscribe to ``sender``:``event`` (a missing one is None = any)
 ``/remove``, ``/rem``        unsubscribe
-``/stream``                  server-sent events for the page: ``entry``, ``regs``, ``config``, ``clear``
+``/stream``                  server-sent events for the page: ``entry``, ``regs``, ``config``, ``clear``, ``link``
 
 A bad parameter is a 400 with a message; a ``Host`` or ``Origin`` that is
 not this server is a 403 (see :class:`~sig.web._guard.HostGuard`).

@@ -47,6 +47,7 @@ class WebLogger:
 
     def __init__(self, router: ClientRouter, limit: int = DEFAULT_LIMIT, server: str = "",
                  allow_hosts: Iterable[str] = ()) -> None:
+        self.router = router
         self.log = EventLog(limit)
         self.subscriptions = Subscriptions(router, self.log)
         self.state = WebState(self.log, self.subscriptions, server)
@@ -89,7 +90,11 @@ class WebLogger:
             logger.info("Serving the event log on %s", self.url)
             if ready is not None:
                 ready(self.url)
-            await (stop or asyncio.Event()).wait()
+            link = asyncio.ensure_future(self.state.streams.watch_link(self.router.carrier.isConnected))
+            try:
+                await (stop or asyncio.Event()).wait()
+            finally:
+                link.cancel()
         finally:
             await runner.cleanup()
 

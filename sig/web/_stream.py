@@ -1,4 +1,5 @@
-"""Server-sent events of ``sig web``: the page hears new entries, subscription changes, clears and limits.
+"""Server-sent events of ``sig web``: the page hears new entries, subscription changes, clears, limits
+and whether the sig server is reachable.
 
 The log changes on carrier threads; each change is handed to the event loop
 (``call_soon_threadsafe``) and put in every open stream's queue there. A
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -47,6 +49,7 @@ class Streams:
         self.subscriptions = subscriptions
         self._queues: set[asyncio.Queue[tuple[int, bytes] | None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.linked = True  # whether the sig server is reachable (see :meth:`watch_link`)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start relaying changes of the log and the subscriptions to the streams, on ``loop``."""
@@ -63,6 +66,18 @@ class Streams:
         except RuntimeError:  # the loop closed meanwhile: nobody listens any more
             pass
 
+    async def watch_link(self, is_connected: Callable[[], bool], every: float = 0.5) -> None:
+        """Tell the streams (``link`` events) when the sig server is lost or back; runs until cancelled."""
+        while True:
+            linked = is_connected()
+            if linked != self.linked:
+                self.linked = linked
+                self._send((0, self._link_message()))
+            await asyncio.sleep(every)
+
+    def _link_message(self) -> bytes:
+        return _message("link", {"connected": self.linked})
+
     def _regs_message(self) -> bytes:
         return _message("regs", [{"sender": s, "event": e} for s, e in self.subscriptions.list()])
 
@@ -75,6 +90,9 @@ class Streams:
             item = (0, _message("config", {"limit": self.log.limit}))
         else:
             item = (0, _message("clear", {}))
+        self._send(item)
+
+    def _send(self, item: tuple[int, bytes]) -> None:
         for queue in list(self._queues):
             try:
                 queue.put_nowait(item)
@@ -102,7 +120,7 @@ class Streams:
         queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(QUEUE_SIZE)
         self._queues.add(queue)  # before reading the backlog, so nothing falls between the two
         try:
-            await response.write(b"retry: 1000\n\n" + self._regs_message())
+            await response.write(b"retry: 1000\n\n" + self._link_message() + self._regs_message())
             last = after
             for entry in self.log.entries(after=after):
                 await response.write(entry_message(entry))
