@@ -467,12 +467,13 @@ class MqttNode:
     def _message(self, message: paho.MQTTMessage) -> None:
         """paho's network thread: sort the message, never block."""
         topic = message.topic
-        payload = bytes(message.payload)
+        payload = message.payload
+        if type(payload) is not bytes:
+            payload = bytes(payload)
         props = message.properties
         ids = getattr(props, "SubscriptionIdentifier", None) if props is not None else None
-        with self._lock:
-            if not self._filters.accept(topic, ids):
-                return
+        if ids and not self._filters.accept(topic, ids):
+            return  # another copy of the same message is dispatched
         parsed = self.topics.parse(topic)
         if parsed is None:
             self._jobs.put(functools.partial(self._raw_message, topic, payload, bool(message.retain)))

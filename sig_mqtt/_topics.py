@@ -211,6 +211,7 @@ class Topics:
         self.event_root = self._root + "event/"
         self.rebirth = self._root + "cmd/rebirth"
         self._events: dict[tuple[Any, Any], str] = {}
+        self._parsed: dict[str, Parsed] = {}
 
     # -- names ----------------------------------------------------------------
 
@@ -268,6 +269,16 @@ class Topics:
 
     def parse(self, topic: str) -> Parsed | None:
         """Tell what a topic of this tree is; ``None`` for a topic outside it."""
+        parsed = self._parsed.get(topic)
+        if parsed is None:
+            parsed = self._parse(topic)
+            if parsed is not None and parsed.kind == "event":  # the hot path: few topics, many messages
+                if len(self._parsed) >= _CACHE_LIMIT:
+                    self._parsed.clear()
+                self._parsed[topic] = parsed
+        return parsed
+
+    def _parse(self, topic: str) -> Parsed | None:
         if not topic.startswith(self._root):
             return None
         levels = topic[len(self._root):].split("/")

@@ -36,6 +36,28 @@ __all__ = ["CarrierMQTTClient"]
 logger = logging.getLogger("sig_mqtt.client")
 
 
+def _run_signal(carrier: Carrier, clientid: ClientId, message: dict[str, Any]) -> None:
+    """Run a notification on the other end of the in-process link, on this thread.
+
+    A ``signal`` goes straight to the method (the hot path: no reply is built);
+    anything else through the carrier's RPC handling. Failures are logged.
+    """
+    methods = carrier.methods
+    method = methods.get("signal") if methods is not None and message.get("method") == "signal" else None
+    params = message.get("params")
+    if method is not None and isinstance(params, dict):
+        try:
+            method(clientid, params)
+        except Exception as exc:
+            logger.warning("signal not delivered: %s", exc)
+        return
+    reply = carrier.handleRX(clientid, message)
+    if reply is not None and reply.get("status") != Status.OK:
+        future: Future[Any] = Future()
+        future.set_result(reply)
+        log_failed_post(future)
+
+
 class _MirrorEnd(Carrier):
     """The private server's side of the in-process link to the ClientRouter."""
 
@@ -49,9 +71,7 @@ class _MirrorEnd(Carrier):
         return future
 
     def post(self, clientid: ClientId, message: dict[str, Any]) -> None:
-        reply = self.outer.handleRX(clientid, message)
-        if reply is not None and reply.get("status") != Status.OK:
-            logger.warning("event not delivered to the local router: %s", reply.get("exception"))
+        _run_signal(self.outer, clientid, message)
 
 
 class CarrierMQTTClient(Carrier):
@@ -199,11 +219,7 @@ class CarrierMQTTClient(Carrier):
 
     def post(self, clientid: ClientId, message: dict[str, Any]) -> None:
         """Run a ClientRouter notification (a signal) on the private server."""
-        reply = self._end.handleRX(self.clientid, message)
-        if reply is not None and reply.get("status") != Status.OK:
-            future: Future[Any] = Future()
-            future.set_result(reply)
-            log_failed_post(future)
+        _run_signal(self._end, self.clientid, message)
 
     # -- node state (dispatcher thread) ------------------------------------------------------
 
