@@ -97,13 +97,14 @@ class InboundEvent:
     """What an inbound rule made of an MQTT message.
 
     ``kind`` is ``"event"`` (dispatch ``sender``, ``event``, ``data`` with ``info``),
-    ``"connect"`` or ``"disconnect"`` (the device ``sender`` came or went; ``events``
-    are the events the inbound rules give such a device, for its ``#connect`` data).
+    ``"connect"`` or ``"disconnect"`` (the device ``sender`` came or went; ``event`` is
+    ``"#connect"`` / ``"#disconnect"``, ``data`` ``None``; ``events`` are the events the
+    inbound rules give such a device, for its ``#connect`` data).
     ``info`` holds ``topic``, ``retained`` and, for base64 data, ``encoding``.
     """
 
     sender: str
-    event: str | None
+    event: str
     data: Any
     info: dict[str, Any]
     kind: str = "event"
@@ -241,7 +242,7 @@ class InboundRule:
                 logger.debug("[BRIDGE] %s: availability %r of %r is neither %r nor %r", self, state, sender,
                              spec.online, spec.offline)
             return None
-        return InboundEvent(sender, None, None, info, kind, False, list(self.device_events))
+        return InboundEvent(sender, "#" + kind, None, info, kind, False, list(self.device_events))
 
 
 _UNSAFE_LEVEL = re.compile("[%/+#\x00-\x1f\x7f-\x9f]")
