@@ -183,8 +183,19 @@ def test_html_escapes_event_data(net: Sig, web: Web) -> None:
     assert status == 200
     assert "<script>alert(1)" not in body and "<img src=x" not in body and "</script><b>" not in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
-    # the only script elements are the page's own two
+    # the only script elements are the page's own two; only the one with this answer's nonce may run
     assert body.count("<script") == 2
+    conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        csp = response.getheader("Content-Security-Policy", "")
+        page = response.read().decode("utf-8")
+    finally:
+        conn.close()
+    nonce = csp.split("script-src 'nonce-", 1)[1].split("'", 1)[0]
+    assert len(nonce) >= 16 and page.count('<script nonce="%s">' % nonce) == 1
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
 
 
 def test_filters(net: Sig, web: Web) -> None:

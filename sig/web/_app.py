@@ -93,8 +93,9 @@ def _plain(text: str, status: int = 200) -> web.Response:
 
 
 def _html(text: str, status: int = 200, nonce: str = "") -> web.Response:
-    csp = ("default-src 'none'; script-src 'nonce-%s'; style-src 'unsafe-inline'; connect-src 'self'; "
-           "form-action 'self'; base-uri 'none'; frame-ancestors 'none'" % nonce)
+    scripts = "'nonce-%s'" % nonce if nonce else "'none'"
+    csp = ("default-src 'none'; script-src %s; style-src 'unsafe-inline'; connect-src 'self'; "
+           "form-action 'self'; base-uri 'none'; frame-ancestors 'none'" % scripts)
     headers = {"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
     return web.Response(text=text, status=status, content_type="text/html", charset="utf-8", headers=headers)
 
