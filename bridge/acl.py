@@ -36,7 +36,7 @@ from .config import AclEntry, BridgeConfig, Placeholder
 
 __all__ = ["mosquitto_acl", "sender_level"]
 
-logger = logging.getLogger("bridge.acl")
+logger = logging.getLogger("sig.bridge.acl")
 
 _GLOB = set("*?[")
 

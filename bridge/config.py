@@ -53,7 +53,7 @@ __all__ = [
     "parse_config",
 ]
 
-logger = logging.getLogger("bridge.config")
+logger = logging.getLogger("sig.bridge.config")
 
 INBOUND_PAYLOADS = ("auto", "json", "number", "text")
 OUTBOUND_PAYLOADS = ("json", "text")

@@ -56,7 +56,7 @@ __all__ = [
     "topic_matches",
 ]
 
-logger = logging.getLogger("bridge.rules")
+logger = logging.getLogger("sig.bridge.rules")
 
 _MISSING = object()
 

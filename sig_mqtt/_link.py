@@ -29,7 +29,7 @@ from sig._errors import CarrierError
 
 __all__ = ["MqttLink", "Will", "make_tls_context", "properties"]
 
-logger = logging.getLogger("sig_mqtt.link")
+logger = logging.getLogger("sig.mqtt.link")
 
 _UNSUPPORTED_PROTOCOL = (1, 132)  # 3.1.1 "unacceptable protocol version", MQTT 5 0x84
 

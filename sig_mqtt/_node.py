@@ -47,7 +47,7 @@ from ._topics import Parsed, Topics, filter_matches
 
 __all__ = ["MqttNode", "RawHandler"]
 
-logger = logging.getLogger("sig_mqtt.node")
+logger = logging.getLogger("sig.mqtt.node")
 
 #: ``handler(topic, payload, retained)`` for foreign topics (the bridge's rules).
 RawHandler = Callable[[str, bytes, bool], None]
@@ -68,6 +68,8 @@ class MqttNode:
         buffer_size: events kept while the broker is unreachable (oldest dropped).
         max_outstanding: publishes in flight before a publisher waits (backpressure).
         request_timeout: default seconds a request to another node waits.
+        follow_all: know every sender of every node (births and node states of
+            the whole tree), not only those the router's listeners need.
         on_up, on_down: called (on the dispatcher thread) when the node is
             online and has re-published its state, and when it lost the broker.
         link_settings: keyword arguments of :class:`~sig_mqtt._link.MqttLink`.
@@ -85,6 +87,7 @@ class MqttNode:
         max_outstanding: int = 1000,
         request_timeout: float = 10.0,
         request_workers: int = 8,
+        follow_all: bool = False,
         on_up: Callable[[], None] | None = None,
         on_down: Callable[[], None] | None = None,
         **link_settings: Any,
@@ -133,7 +136,10 @@ class MqttNode:
             will=Will(self.topics.node(nid), NodeState(False, self.session, proto=5).encode()),
             **link_settings,
         )
-        for topic_filter in (self.reply_topic, self.topics.rebirth, self.topics.birth_filter(None, nid)):
+        own = [self.reply_topic, self.topics.rebirth, self.topics.birth_filter(None, nid)]
+        if follow_all:  # every sender of every node, listened to or not (a bridge's view)
+            own += [self.topics.birth_filter(), self.topics.node_filter]
+        for topic_filter in own:
             self._filters.add(topic_filter)
         router.addListener(self._outbound)  # every event of every sender; not counted as demand
         for objsender in router.getSenders():

@@ -22,7 +22,7 @@ from ._payload import Birth, NodeState
 
 __all__ = ["Presence", "Change"]
 
-logger = logging.getLogger("sig_mqtt.presence")
+logger = logging.getLogger("sig.mqtt.presence")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any
 
 __all__ = ["EmbeddedBroker"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("sig.mqtt.broker")
 
 #: how long :meth:`EmbeddedBroker.start` waits for the broker to listen, in seconds
 START_TIMEOUT = 10.0

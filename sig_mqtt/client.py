@@ -33,7 +33,7 @@ from ._url import parse_url
 
 __all__ = ["CarrierMQTTClient"]
 
-logger = logging.getLogger("sig_mqtt.client")
+logger = logging.getLogger("sig.mqtt.client")
 
 
 def _run_signal(carrier: Carrier, clientid: ClientId, message: dict[str, Any]) -> None:

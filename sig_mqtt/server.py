@@ -24,7 +24,7 @@ from ._url import parse_url
 
 __all__ = ["CarrierMQTTServer"]
 
-logger = logging.getLogger("sig_mqtt.server")
+logger = logging.getLogger("sig.mqtt.server")
 
 
 class CarrierMQTTServer(Carrier):
@@ -70,6 +70,8 @@ class CarrierMQTTServer(Carrier):
             keepalive=keepalive, session_expiry=session_expiry, request_timeout=request_timeout,
             heartbeat=heartbeat, buffer_size=buffer_size, **settings,
         )
+        # A server's clients may request or listen to any sender: know them all.
+        self.node_settings.setdefault("follow_all", True)
         self.node: MqttNode | None = None
         self.address: tuple[str, int] | None = None
 

@@ -1,0 +1,136 @@
+"""The ``sig-bridge`` command (also ``python -m bridge``).
+
+    sig-bridge [--mqtt URL | --embedded] [--broker-listen HOST:PORT] [--listen HOST:PORT]
+               [--prefix P] [--node-id ID] [--config FILE] [--password-file FILE] [--log-level L]
+    sig-bridge acl --config FILE [--prefix P]     # Mosquitto ACL blocks for the nodes in FILE
+
+With no options it joins the broker answering on 127.0.0.1:1883, or starts an
+embedded one there, and serves pysig TCP clients on 127.0.0.1:3000. Command-line
+options win over the ``[bridge]`` table of the config file. A busy port, a bad
+config line or a bad option is one line on stderr and exit status 2; an
+unreachable broker is retried (one log line per attempt). SIGTERM and SIGINT
+stop it cleanly with status 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from sig import VERSION
+from sig._cli_util import LEVELS, ArgumentParser, CliError, Stopper, UsageError, parse_address, setup_logging
+from sig_mqtt._url import read_password_file
+
+from .config import BridgeConfig, ConfigError, load_config
+from .rules import Rules
+from .service import Bridge, BridgeError, BridgeSettings
+
+__all__ = ["main", "build_parser"]
+
+logger = logging.getLogger("sig.bridge.cli")
+
+
+def build_parser() -> ArgumentParser:
+    """The ``sig-bridge`` argument parser."""
+    parser = ArgumentParser(prog="sig-bridge", description="Join pysig TCP clients, MQTT nodes and plain MQTT devices.")
+    parser.add_argument("--mqtt", metavar="URL", help="an existing broker: mqtt[s]://[user[:pass]@]host[:port][/prefix]")
+    parser.add_argument("--embedded", action="store_true", help="always start the embedded broker")
+    parser.add_argument("--broker-listen", metavar="HOST:PORT",
+                        help="where to find or start the local broker (default 127.0.0.1:1883)")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="pysig TCP address (default 127.0.0.1:3000)")
+    parser.add_argument("--prefix", help="root of sig's MQTT topics (default sig)")
+    parser.add_argument("--node-id", help="MQTT client id / node id (default sig-bridge)")
+    parser.add_argument("--config", metavar="FILE", help="TOML config: [bridge], [[inbound]], [[outbound]], [auth]")
+    parser.add_argument("--password-file", metavar="FILE", help="MQTT password (else $SIG_MQTT_PASSWORD)")
+    parser.add_argument("--log-level", choices=list(LEVELS), help="default info")
+    parser.add_argument("--version", action="version", version="sig-bridge %s" % VERSION)
+    return parser
+
+
+def _acl_main(argv: list[str]) -> int:
+    from .acl import mosquitto_acl
+
+    parser = ArgumentParser(prog="sig-bridge acl", description="Write Mosquitto ACL blocks for the bridge config.")
+    parser.add_argument("--config", required=True, metavar="FILE")
+    parser.add_argument("--prefix", help="default: the config's, else sig")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except (ConfigError, OSError) as exc:
+        print("sig-bridge: %s" % exc, file=sys.stderr)
+        return 2
+    sys.stdout.write(mosquitto_acl(config, args.prefix or config.bridge.prefix))
+    return 0
+
+
+def settings_from(args: Any, config: BridgeConfig | None) -> tuple[BridgeSettings, str]:
+    """Merge options over the config file; return the settings and the log level."""
+    section = config.bridge if config is not None else None
+
+    def pick(option: Any, key: str, default: Any) -> Any:
+        if option is not None:
+            return option
+        value = getattr(section, key, None) if section is not None else None
+        return default if value is None else value
+
+    listen = parse_address(pick(args.listen, "listen", "127.0.0.1:3000"), what="--listen")
+    broker_listen = parse_address(pick(args.broker_listen, "broker_listen", "127.0.0.1:1883"), "127.0.0.1", 1883,
+                                  what="--broker-listen")
+    password_file = pick(args.password_file, "password_file", None)
+    password = None
+    if password_file:
+        try:
+            password = read_password_file(password_file)
+        except OSError as exc:
+            raise UsageError("cannot read the password file %s: %s" % (password_file, exc.strerror)) from None
+    settings = BridgeSettings(
+        listen=listen,
+        mqtt_url=pick(args.mqtt, "mqtt", None),
+        broker_listen=broker_listen,
+        embedded=bool(args.embedded or (section is not None and getattr(section, "embedded", False))),
+        prefix=pick(args.prefix, "prefix", "sig"),
+        node_id=pick(args.node_id, "node_id", "sig-bridge"),
+        password=password or os.environ.get("SIG_MQTT_PASSWORD"),
+        heartbeat=float(pick(None, "heartbeat", 30.0)),
+        rules=Rules.from_config(config) if config is not None else None,
+        access=config.access_dict() if config is not None else None,
+    )
+    return settings, pick(args.log_level, "log_level", "info")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``sig-bridge``; return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["acl"]:
+        return _acl_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config) if args.config else None
+        settings, level = settings_from(args, config)
+    except ConfigError as exc:
+        print("sig-bridge: %s" % exc, file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print("sig-bridge: cannot read %s: %s" % (args.config, exc.strerror or exc), file=sys.stderr)
+        return 2
+    except CliError as exc:
+        print("sig-bridge: %s" % exc, file=sys.stderr)
+        return exc.exit_code
+    if level not in LEVELS:
+        print("sig-bridge: bad log level %r (one of %s)" % (level, ", ".join(LEVELS)), file=sys.stderr)
+        return 2
+    setup_logging(level)
+    stopper = Stopper().install()
+    bridge = Bridge(settings)
+    try:
+        bridge.start()
+    except BridgeError as exc:
+        print("sig-bridge: %s" % exc, file=sys.stderr)
+        return 2
+    try:
+        stopper.wait()
+    finally:
+        bridge.stop()
+    return 0

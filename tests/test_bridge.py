@@ -1,0 +1,269 @@
+"""sig-bridge end to end: the bridge as a subprocess, private Mosquitto brokers, real clients on both sides."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mqttutil import free_port, mosquitto_pub, mosquitto_sub
+from netutil import Recorder, wait_until
+
+import sig
+from sig.carrier.tcpclient import CarrierTCPClient
+from sig_mqtt import CarrierMQTTClient
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class BridgeProc:
+    """``python -m bridge`` in a subprocess; its stderr is kept for the assertions."""
+
+    def __init__(self, *args: str, tmp: Path) -> None:
+        self.tcp_port = free_port()
+        self.log = tmp / ("bridge-%s.log" % uuid.uuid4().hex[:6])
+        self._log_file = open(self.log, "w")  # noqa: SIM115 (closed in stop())
+        full = list(args)
+        if "--listen" not in full:
+            full += ["--listen", "127.0.0.1:%d" % self.tcp_port]
+        self.proc = subprocess.Popen([sys.executable, "-m", "bridge", *full], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                     stderr=self._log_file, env=dict(os.environ, PYTHONPATH=ROOT))
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        assert wait_until(lambda: "online" in self.text() or self.proc.poll() is not None, timeout), self.text()
+        assert self.proc.poll() is None, self.text()
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def client(self, **settings: Any) -> sig.ClientRouter:
+        carrier = CarrierTCPClient()
+        router = sig.ClientRouter(carrier, request_timeout=5.0)
+        assert carrier.connect("127.0.0.1", self.tcp_port, auto_reconnect=True)
+        return router
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log_file.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def bridges(tmp_path: Path) -> Iterator[Any]:
+    made: list[BridgeProc] = []
+    clients: list[sig.ClientRouter] = []
+
+    def start(*args: str, ready: bool = True) -> BridgeProc:
+        bridge = BridgeProc(*args, tmp=tmp_path)
+        made.append(bridge)
+        if ready:
+            bridge.wait_ready()
+        return bridge
+
+    start.clients = clients  # type: ignore[attr-defined]
+    yield start
+    for router in clients:
+        router.carrier.disconnect()  # type: ignore[attr-defined]
+    for bridge in made:
+        bridge.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return "b%s/sig" % uuid.uuid4().hex[:8]
+
+
+def mqtt_node(port: int, prefix: str, made: list[Any], **settings: Any) -> sig.ClientRouter:
+    carrier = CarrierMQTTClient(prefix=prefix, reconnect_max=0.5, **settings)
+    made.append(carrier)
+    router = sig.ClientRouter(carrier, request_timeout=5.0)
+    assert carrier.connect("127.0.0.1", port)
+    return router
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[Any]]:
+    made: list[Any] = []
+    yield made
+    for carrier in made:
+        carrier.disconnect()
+
+
+def test_tcp_client_events_seen_by_mosquitto_sub(mosquitto: Any, bridges: Any, prefix: str) -> None:
+    bridge = bridges("--mqtt", "mqtt://127.0.0.1:%d" % mosquitto.port, "--prefix", prefix, "--node-id", "b1")
+    client = bridge.client()
+    sub = mosquitto_sub.background(mosquitto.port, "%s/#" % prefix)
+    try:
+        thermo = client.addRemoteSender("thermo", ["changed"])
+        thermo.getSignal("changed").trigger({"t": 19.5})
+        assert wait_until(lambda: any("/event/thermo/changed" in line for line in sub.lines()))
+    finally:
+        sub.stop()
+    lines = dict(line.split(" ", 1) for line in sub.lines())
+    assert json.loads(lines["%s/event/thermo/changed" % prefix]) == {"t": 19.5}
+    assert json.loads(lines["%s/node/b1/sender/thermo" % prefix])["events"] == ["changed"]
+    assert json.loads(lines["%s/node/b1" % prefix])["online"] is True
+    client.carrier.disconnect()  # type: ignore[attr-defined]
+
+
+def test_rules_both_ways(mosquitto: Any, bridges: Any, prefix: str, tmp_path: Path) -> None:
+    config = tmp_path / "bridge.toml"
+    config.write_text(textwrap.dedent(
+        """
+        [[inbound]]
+        topic = "z2m%(tag)s/+"
+        sender = "{1}"
+        event = "#temperature"
+        field = "temperature"
+
+        [[inbound]]
+        topic = "z2m%(tag)s/+/availability"
+        sender = "{1}"
+        availability = true
+
+        [[outbound]]
+        sender = "thermo"
+        event = "changed"
+        topic = "ha%(tag)s/{sender}/state"
+        retain = true
+        """ % {"tag": prefix.split("/")[0]}
+    ))
+    tag = prefix.split("/")[0]
+    bridge = bridges("--mqtt", "mqtt://127.0.0.1:%d" % mosquitto.port, "--prefix", prefix, "--config", str(config))
+    client = bridge.client()
+    rec = Recorder()
+    client.addRemoteListener(rec.listener(), "kitchen", None)
+    time.sleep(0.3)
+    mosquitto_pub(mosquitto.port, "z2m%s/kitchen/availability" % tag, "online")
+    mosquitto_pub(mosquitto.port, "z2m%s/kitchen" % tag, json.dumps({"temperature": 21.5, "humidity": 40}))
+    calls = rec.wait_for(2)
+    assert calls[0][2] == "#connect"
+    assert calls[1][1:] == ("kitchen", "#temperature", 21.5)
+    thermo = client.addRemoteSender("thermo", ["changed"])
+    thermo.getSignal("changed").trigger(22)
+    assert wait_until(lambda: mosquitto_sub(mosquitto.port, "ha%s/thermo/state" % tag, 1, 1.0) != [])
+    assert mosquitto_sub(mosquitto.port, "ha%s/thermo/state" % tag, 1, 1.0)[0].endswith(" 22")
+
+
+def test_requests_cross_both_ways(mosquitto: Any, bridges: Any, prefix: str, nodes: list[Any]) -> None:
+    bridge = bridges("--mqtt", "mqtt://127.0.0.1:%d" % mosquitto.port, "--prefix", prefix)
+    tcp = bridge.client()
+    mq = mqtt_node(mosquitto.port, prefix, nodes)
+    mq.addRemoteSender("calc", ["e"], requests={"add": lambda p: p[0] + p[1]})
+    tcp.addRemoteSender("lamp", ["on"], requests={"state": lambda p: "lit"})
+    assert wait_until(lambda: nodes[0].isSenderConnected("lamp"))
+    assert mq.remoteRequest("lamp", "state") == "lit"
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            assert tcp.remoteRequest("calc", "add", [20, 22]) == 42
+            break
+        except NameError:
+            assert time.monotonic() < deadline, "calc never appeared to the TCP client"
+            time.sleep(0.1)
+    with pytest.raises(LookupError):
+        tcp.remoteRequest("calc", "nope")
+    tcp.carrier.disconnect()  # type: ignore[attr-defined]
+
+
+def test_two_sites_exchange_each_event_once(mosquitto: Any, bridges: Any, prefix: str) -> None:
+    url = "mqtt://127.0.0.1:%d" % mosquitto.port
+    site_a = bridges("--mqtt", url, "--prefix", prefix, "--node-id", "site-a")
+    site_b = bridges("--mqtt", url, "--prefix", prefix, "--node-id", "site-b")
+    a, b = site_a.client(), site_b.client()
+    rec_a, rec_b = Recorder(), Recorder()
+    a.addRemoteListener(rec_a.listener("a"), "pump", "count")
+    b.addRemoteListener(rec_b.listener("b"), "pump", "count")
+    time.sleep(0.5)
+    pump = a.addRemoteSender("pump", ["count"])
+    time.sleep(0.3)
+    for i in range(20):
+        pump.getSignal("count").trigger(i)
+    assert [c[3] for c in rec_b.wait_for(20)] == list(range(20))
+    time.sleep(0.5)
+    assert [c[3] for c in rec_a.settle()] == list(range(20))
+    assert [c[3] for c in rec_b.settle()] == list(range(20))
+    for router in (a, b):
+        router.carrier.disconnect()  # type: ignore[attr-defined]
+
+
+def test_broker_restart_under_the_bridge(mosquitto_factory: Any, bridges: Any, prefix: str,
+                                         nodes: list[Any]) -> None:
+    broker = mosquitto_factory(persistence=False)
+    bridge = bridges("--mqtt", "mqtt://127.0.0.1:%d" % broker.port, "--prefix", prefix)
+    tcp = bridge.client()
+    pump = tcp.addRemoteSender("pump", ["count"])
+    listener = mqtt_node(broker.port, prefix, nodes)
+    rec = Recorder()
+    listener.addRemoteListener(rec.listener(), "pump", "count")
+    time.sleep(0.3)
+    pump.getSignal("count").trigger(0)
+    rec.wait_for(1)
+    broker.stop()
+    time.sleep(0.5)
+    broker.restart()
+    assert wait_until(lambda: nodes[0].isSenderConnected("pump"), timeout=15), bridge.text()
+    pump.getSignal("count").trigger(1)
+    assert [c[3] for c in rec.wait_for(2, timeout=10)] == [0, 1]
+    tcp.carrier.disconnect()  # type: ignore[attr-defined]
+
+
+def test_embedded_broker_by_default(bridges: Any, prefix: str, nodes: list[Any]) -> None:
+    broker_port = free_port()
+    bridge = bridges("--broker-listen", "127.0.0.1:%d" % broker_port, "--prefix", prefix)
+    assert "embedded" in bridge.text()
+    tcp = bridge.client()
+    listener = mqtt_node(broker_port, prefix, nodes, protocol=4)
+    rec = Recorder()
+    listener.addRemoteListener(rec.listener(), "t", "e")
+    time.sleep(0.3)
+    tcp.addRemoteSender("t", ["e"]).getSignal("e").trigger("hello")
+    assert rec.wait_for(1)[0][3] == "hello"
+    tcp.carrier.disconnect()  # type: ignore[attr-defined]
+
+
+def test_errors_are_one_line(bridges: Any, tmp_path: Path, mosquitto: Any) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[bridge]\nprefix = "x"\n\n[[inbound]]\ntopic = "a/+"\nsender = "{1}"\nevnt = "e"\n')
+    done = subprocess.run([sys.executable, "-m", "bridge", "--config", str(bad)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "bad.toml:7" in done.stderr, done.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "bridge", "--mqtt", "mqtt://127.0.0.1:%d" % mosquitto.port, "--listen",
+             "127.0.0.1:%d" % port], cwd=ROOT, capture_output=True, text=True, timeout=30,
+            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert "cannot listen on 127.0.0.1:%d" % port in last and "Traceback" not in done.stderr
+
+
+def test_unreachable_broker_is_retried_and_sigterm_exits_0(bridges: Any, prefix: str) -> None:
+    port = free_port()
+    bridge = bridges("--mqtt", "mqtt://127.0.0.1:%d" % port, "--prefix", prefix, ready=False)
+    assert wait_until(lambda: "not reachable" in bridge.text(), timeout=10), bridge.text()
+    assert bridge.proc.poll() is None
+    started = time.monotonic()
+    assert bridge.stop() == 0
+    assert time.monotonic() - started < 5
+    assert "Traceback" not in bridge.text()
