@@ -35,11 +35,11 @@ TIMEOUT = 10.0
 class Sig:
     """A ServerRouter on TCP and connected ClientRouters."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.server = sig.ServerRouter(request_timeout=5.0)
         self.tcp = CarrierTCPServer()
         self.server.attach(self.tcp)
-        self.tcp.start("127.0.0.1", 0)
+        self.tcp.start("127.0.0.1", port)
         self.port = int(self.tcp.port or 0)
         self.carriers: list[CarrierTCPClient] = []
 
@@ -330,6 +330,37 @@ def test_overlapping_subscriptions_log_an_event_once(net: Sig, web: Web) -> None
         ("ifttt", "#connect", None), ("keros", "#connect", None), ("ifttt", "#notify", 1), ("keros", "#notify", 2),
         ("keros", "ir", 3), ("ifttt", "mail", 4),
     ]
+
+
+def test_subscriptions_survive_a_server_restart() -> None:
+    first = Sig()
+    port = first.port
+    carrier = CarrierTCPClient()
+    router = sig.ClientRouter(carrier, request_timeout=5.0)
+    assert carrier.connect("127.0.0.1", port, auto_reconnect=True)
+    web = Web(router)
+    second: Sig | None = None
+    try:
+        web.weblog.subscribe("t", "tick")
+        web.json("/add?sender=u&event=tock&fmt=json")
+        first.close()
+        assert wait_until(lambda: not carrier.isConnected(), TIMEOUT)
+        web.json("/add?sender=v&event=x&fmt=json")  # accepted while the server is away, registered on return
+        second = Sig(port)
+        assert wait_until(carrier.isConnected, TIMEOUT)
+        client = second.client()
+        for name, event in (("t", "tick"), ("u", "tock"), ("v", "x")):
+            fire = client.addRemoteSender(name, [event]).getSignal(event)
+            # the web log's listeners are registered again a moment after the reconnection: trigger until heard
+            deadline = time.monotonic() + TIMEOUT
+            while not wait_until(lambda n=name, e=event: bool(entries(web, "&sender=%s&event=%s" % (n, e))), 0.2):
+                assert time.monotonic() < deadline, "%s:%s never logged after the restart" % (name, event)
+                fire.trigger(1)
+    finally:
+        web.close()
+        carrier.disconnect()
+        if second is not None:
+            second.close()
 
 
 def test_subscription_refused_by_a_gone_server(net: Sig) -> None:
