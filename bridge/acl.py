@@ -8,9 +8,10 @@ substitute only ``%u`` (user name) and ``%c`` (client id), so
 their user; a node that hosts several senders needs a ``user`` block that lists
 them. This module writes, from the config:
 
-* ``pattern`` lines every client needs: its own node state, births and reply
-  topic (``P/node/%c``, ``P/node/%c/#``, ``P/reply/%c``), the rebirth command,
-  and the one-sender-device rule ``P/event/%u/#``;
+* ``pattern`` lines every client needs: its own node state (``P/node/%c``),
+  reading back its own births (``P/node/%c/#``), its replies (``P/reply/%c``), the
+  rebirth command, and the one-sender-device rule (``P/event/%u/#`` and the birth
+  ``P/node/%c/sender/%u``);
 * one ``user`` block per ``[[acl]]`` entry naming a user: ``senders`` -> write its
   event topics and read the requests to them, ``listen`` -> read their events,
   births and node states, ``request`` -> write requests to them; entries for
@@ -118,12 +119,12 @@ def mosquitto_acl(config: BridgeConfig, prefix: str | None = None, bridge_user: 
     out += [
         "# every client: its own node state, births and replies; the rebirth command",
         "pattern readwrite %s/node/%%c" % prefix,
-        "pattern readwrite %s/node/%%c/#" % prefix,
+        "pattern read %s/node/%%c/#" % prefix,
         "pattern read %s/reply/%%c" % prefix,
         "pattern read %s/cmd/rebirth" % prefix,
         "# a device that is one sender named like its user",
         "pattern write %s/event/%%u/#" % prefix,
-        "pattern write %s/node/+/sender/%%u" % prefix,
+        "pattern write %s/node/%%c/sender/%%u" % prefix,
         "pattern read %s/request/%%u/#" % prefix,
         "pattern write %s/reply/+" % prefix,
     ]
