@@ -3,10 +3,10 @@
 Pure bookkeeping, no I/O. Registrations want filters (refcounted); the
 :class:`FilterSet` turns them into the subscriptions to make:
 
-* MQTT 5: every wanted filter is subscribed as is, with its own Subscription
-  Identifier. A broker may send one copy per matching subscription (Mosquitto
-  does); :meth:`FilterSet.accept` keeps the copy that carries the lowest
-  identifier matching the topic and drops the others.
+* MQTT 5: every wanted filter is subscribed as is; those that overlap another
+  get a Subscription Identifier. A broker may send one copy per matching
+  subscription (Mosquitto does); :meth:`FilterSet.accept` keeps the copy that
+  carries the lowest identifier matching the topic and drops the others.
 * MQTT 3.1.1 has no identifiers: the subscribed set is kept free of overlaps by
   widening two overlapping filters to the one that covers both (``a/+`` and
   ``+/b`` -> ``+/+``), so even a broker that sends one copy per subscription
@@ -156,10 +156,16 @@ class FilterSet:
     def _update(self) -> Changes:
         target: dict[str, int | None]
         if self.identifiers:
-            target = {f: self._identifier(f) for f in self.wanted}
+            # Only a filter that overlaps another needs an identifier (paho decodes it on
+            # every message it brings); one that changes needs subscribing again.
+            wanted = list(self.wanted)
+            target = {f: (self._identifier(f) if any(g != f and overlap(f, g) for g in wanted) else None)
+                      for f in wanted}
+            changed = [f for f, sid in target.items() if f in self.subscribed and self.subscribed[f] != sid]
         else:
             target = dict.fromkeys(_cover(list(self.wanted)))
-        subscribe = [(f, sid) for f, sid in target.items() if f not in self.subscribed]
+            changed = []
+        subscribe = [(f, sid) for f, sid in target.items() if f not in self.subscribed or f in changed]
         unsubscribe = [f for f in self.subscribed if f not in target]
         self.subscribed = target
         if subscribe or unsubscribe:

@@ -125,6 +125,7 @@ class MqttLink:
         self._fallback = threading.Event()
         self._lock = threading.Lock()
         self._outstanding = 0
+        self._low_water = -1  # >= 0 while a publisher waits for the count to fall that low
         self._drained = threading.Condition(self._lock)
         self._supervisor: threading.Thread | None = None
         self.network_thread: threading.Thread | None = None
@@ -207,14 +208,24 @@ class MqttLink:
             raise CarrierError("publish to %s failed: %s" % (topic, paho.error_string(info.rc)))
 
     def wait_writable(self, limit: int, timeout: float) -> bool:
-        """Wait until fewer than ``limit`` publishes are outstanding; False on timeout."""
+        """Wait until fewer than ``limit`` publishes are outstanding; False on timeout.
+
+        Once it has to wait, it waits until half of them are done (hysteresis:
+        the publisher wakes once per many acknowledgements, not once per each).
+        """
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._outstanding >= limit and self.connected:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._drained.wait(remaining)
+            if self._outstanding < limit:
+                return True
+            self._low_water = limit // 2
+            try:
+                while self._outstanding > self._low_water and self.connected:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._drained.wait(remaining)
+            finally:
+                self._low_water = -1
         return True
 
     def outstanding(self) -> int:
@@ -387,4 +398,5 @@ class MqttLink:
         with self._lock:
             if self._outstanding > 0:
                 self._outstanding -= 1
-            self._drained.notify_all()
+            if self._outstanding <= self._low_water:
+                self._drained.notify_all()

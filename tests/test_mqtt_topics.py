@@ -167,8 +167,11 @@ def test_311_filter_set_has_no_overlaps_and_loses_nothing(wanted: list[str], nam
 def test_v5_filter_set_keeps_one_copy_per_message() -> None:
     fs = FilterSet(identifiers=True)
     assert len(fs.add("sig/event/a/+")[0]) == 1
+    assert fs.subscribed == {"sig/event/a/+": None}  # alone: no identifier needed
     changes = fs.add("sig/event/+/x")[0]
-    assert [f for f, _ in changes] == ["sig/event/+/x"]
+    # they overlap: both get an identifier (the first one is subscribed again)
+    assert sorted(f for f, _ in changes) == ["sig/event/+/x", "sig/event/a/+"]
+    assert all(sid is not None for _, sid in changes)
     ids = dict(fs.subscribed)
     low, high = sorted([ids["sig/event/a/+"], ids["sig/event/+/x"]])
     assert fs.accept("sig/event/a/x", [low])
@@ -177,8 +180,10 @@ def test_v5_filter_set_keeps_one_copy_per_message() -> None:
     assert fs.accept("sig/event/b/x", [ids["sig/event/+/x"]])
     assert fs.add("sig/event/a/+") == ([], [])  # refcounted
     assert fs.remove("sig/event/a/+") == ([], [])
-    assert fs.remove("sig/event/a/+") == ([], ["sig/event/a/+"])
+    subscribe, unsubscribe = fs.remove("sig/event/a/+")
+    assert unsubscribe == ["sig/event/a/+"] and subscribe == [("sig/event/+/x", None)]
     assert fs.accept("sig/event/a/x", [high])
+    assert fs.accept("sig/event/a/x", None)
 
 
 def test_payloads() -> None:
