@@ -212,6 +212,8 @@ def connect_client(args: argparse.Namespace, keep_reconnecting: bool = False) ->
     """
     from ._cli_access import client_credentials  # it imports this module
 
+    if getattr(args, "mqtt", None):
+        return _connect_mqtt(args, keep_reconnecting)
     host, port = parse_address(args.server, what="--server")
     carrier = CarrierTCPClient(**client_credentials(args))
     router = ClientRouter(carrier, request_timeout=getattr(args, "timeout", 10.0))
@@ -224,6 +226,38 @@ def connect_client(args: argparse.Namespace, keep_reconnecting: bool = False) ->
         address = format_address(host, port)
         carrier.on_disconnected = lambda: logger.warning("Disconnected from %s, reconnecting...", address)
         carrier.on_connected = lambda: logger.info("Connected to %s again", address)
+    return router, carrier
+
+
+def _connect_mqtt(args: argparse.Namespace, keep_reconnecting: bool) -> tuple[ClientRouter, Carrier]:
+    """``--mqtt URL``: a ClientRouter over a broker (sig_mqtt), no pysig server."""
+    try:
+        from sig_mqtt import CarrierMQTTClient, parse_url
+    except ImportError as exc:  # sig_mqtt needs paho-mqtt
+        raise CliError("--mqtt needs sig_mqtt and paho-mqtt: %s" % exc) from None
+    try:
+        url = parse_url(args.mqtt)
+    except ValueError as exc:
+        raise UsageError("bad --mqtt: %s" % exc) from None
+    settings: dict[str, Any] = {}
+    password_file = getattr(args, "password_file", None)
+    if password_file is not None and url.password is None:
+        try:
+            with open(password_file, encoding="utf-8") as file:
+                settings["password"] = file.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise UsageError("cannot read %s: %s" % (password_file, exc.strerror)) from None
+    if getattr(args, "user", None) and url.username is None:
+        settings["username"] = args.user
+    timeout = getattr(args, "timeout", 10.0)
+    carrier = CarrierMQTTClient.from_url(args.mqtt, request_timeout=timeout, **settings)
+    router = ClientRouter(carrier, request_timeout=timeout)
+    if not carrier.connect(auto_reconnect=keep_reconnecting):
+        carrier.disconnect()
+        raise CliError("cannot connect to %s: %s" % (url, carrier.last_error or "no answer from the broker"))
+    if keep_reconnecting:
+        carrier.on_disconnected = lambda: logger.warning("Disconnected from %s, reconnecting...", url)
+        carrier.on_connected = lambda: logger.info("Connected to %s again", url)
     return router, carrier
 
 

@@ -259,6 +259,9 @@ def build_parser() -> ArgumentParser:
     client = _common_options("warning")
     client.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT",
                         help="the pysig server (default: %s)" % DEFAULT_SERVER)
+    client.add_argument("--mqtt", metavar="URL",
+                        help="an MQTT broker instead of a pysig server: mqtt[s]://[user[:pass]@]host[:port][/prefix]"
+                             " (password also from --password-file or $SIG_MQTT_PASSWORD)")
     add_credential_options(client)
 
     parser = ArgumentParser(prog="sig", description="pysig event routing from the command line.",

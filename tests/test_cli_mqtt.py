@@ -1,0 +1,61 @@
+"""The ``sig`` client subcommands over MQTT (``--mqtt URL``) against a private Mosquitto."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from mqttutil import mosquitto_sub
+from netutil import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _sig(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "sig", *args], capture_output=True, text=True, timeout=30,
+                          env=env, cwd=ROOT, **kwargs)
+
+
+def test_send_listen_and_request_over_mqtt(mosquitto: Any, tmp_path: Path) -> None:
+    prefix = "c%s/sig" % uuid.uuid4().hex[:6]
+    url = "mqtt://127.0.0.1:%d/%s" % (mosquitto.port, prefix)
+    out = tmp_path / "listen.out"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with open(out, "w") as stdout:
+        listener = subprocess.Popen([sys.executable, "-m", "sig", "listen", "--mqtt", url, "--listen", "lamp:on",
+                                     "--json"], stdout=stdout, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+        try:
+            assert wait_until(lambda: mosquitto_sub(mosquitto.port, "%s/node/+" % prefix, 1, 0.3) != [], 10)
+            sub = mosquitto_sub.background(mosquitto.port, "%s/event/#" % prefix)
+            try:
+                done = _sig("send", "--mqtt", url, "--sender", "lamp", "--event", "on", "--data", '{"level": 3}')
+                assert done.returncode == 0, done.stderr
+                assert wait_until(lambda: len(sub.lines()) >= 1)
+            finally:
+                sub.stop()
+            assert sub.lines()[0] == '%s/event/lamp/on {"level":3}' % prefix
+            assert wait_until(lambda: "level" in out.read_text(), 10)
+        finally:
+            listener.terminate()
+            listener.wait(10)
+    heard = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    assert any(h.get("data") == {"level": 3} for h in heard), heard
+
+
+def test_unreachable_broker_is_one_line() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = _sig("send", "--mqtt", "mqtt://127.0.0.1:%d" % port, "--sender", "a", "--event", "b")
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "cannot connect to mqtt://127.0.0.1:%d" % port in done.stderr
+    done = _sig("send", "--mqtt", "http://x", "--sender", "a", "--event", "b")
+    assert done.returncode == 2 and "bad --mqtt" in done.stderr
