@@ -55,7 +55,11 @@ class Bridge:
 
     def __init__(self, settings: BridgeSettings) -> None:
         self.settings = settings
-        self.router = sig.ServerRouter()
+        access = None
+        if settings.access is not None and (settings.access.get("users") or settings.access.get("acl")
+                                            or not settings.access.get("anonymous", True)):
+            access = sig.AccessControl.from_dict(settings.access)
+        self.router = sig.ServerRouter(access=access)
         self.tcp = CarrierTCPServer()
         self.mqtt: CarrierMQTTServer | None = None
         self.broker: EmbeddedBroker | None = None

@@ -267,3 +267,37 @@ def test_unreachable_broker_is_retried_and_sigterm_exits_0(bridges: Any, prefix:
     assert bridge.stop() == 0
     assert time.monotonic() - started < 5
     assert "Traceback" not in bridge.text()
+
+
+def test_access_control_from_the_config(mosquitto: Any, bridges: Any, prefix: str, tmp_path: Path) -> None:
+    config = tmp_path / "bridge.toml"
+    config.write_text(textwrap.dedent(
+        """
+        [auth]
+        anonymous = false
+
+        [[auth.users]]
+        name = "kitchen"
+        password = "s3cret"
+
+        [[acl]]
+        user = "kitchen"
+        senders = ["kitchen.*"]
+        listen = ["*"]
+        request = ["*"]
+        """
+    ))
+    bridge = bridges("--mqtt", "mqtt://127.0.0.1:%d" % mosquitto.port, "--prefix", prefix, "--config", str(config))
+    anonymous = CarrierTCPClient()
+    sig.ClientRouter(anonymous)
+    assert anonymous.connect("127.0.0.1", bridge.tcp_port, auto_reconnect=False) is False
+    carrier = CarrierTCPClient(username="kitchen", password="s3cret")
+    router = sig.ClientRouter(carrier)
+    assert carrier.connect("127.0.0.1", bridge.tcp_port, auto_reconnect=False)
+    try:
+        router.addRemoteSender("kitchen.light", ["on"])
+        with pytest.raises(PermissionError):
+            router.addRemoteSender("garage.door", ["open"])
+    finally:
+        carrier.disconnect()
+    assert "s3cret" not in bridge.text()
