@@ -190,31 +190,43 @@ class InboundRule:
                 return _MISSING
             info["encoding"] = "base64"
             return base64.b64encode(payload).decode("ascii")
-        if spec.payload == "text" and spec.field is None:
+        if spec.field is not None:
+            return self._field(text, info)
+        if spec.payload == "text":
             return text
         if spec.payload == "number":
-            data: Any = _number(text)
-            if data is None:
+            number = _number(text)
+            if number is None:
                 logger.debug("[BRIDGE] %s: payload on %s is not a number: dropped", self, info["topic"])
                 return _MISSING
-        else:
-            try:
-                data = json.loads(text)
-            except ValueError:
-                if spec.payload == "json" or spec.field is not None:
-                    logger.debug("[BRIDGE] %s: payload on %s is not JSON: dropped", self, info["topic"])
-                    return _MISSING
-                return text
-        if spec.field is not None:
-            data = _take(data, spec.field)
-            if data is _MISSING:
+            return number
+        try:
+            return json.loads(text)
+        except ValueError:
+            if spec.payload == "json":
+                logger.debug("[BRIDGE] %s: payload on %s is not JSON: dropped", self, info["topic"])
                 return _MISSING
-            if spec.payload == "number" and (isinstance(data, bool) or not isinstance(data, (int, float))):
-                data = _number(data) if isinstance(data, str) else None
-                if data is None:
-                    return _MISSING
-            elif spec.payload == "text" and not isinstance(data, str):
-                data = json.dumps(data, ensure_ascii=False)
+            return text
+
+    def _field(self, text: str, info: dict[str, Any]) -> Any:
+        """The rule's field out of a JSON object payload, converted as its ``payload`` says."""
+        spec = self.spec
+        assert spec.field is not None
+        try:
+            data = _take(json.loads(text), spec.field)
+        except ValueError:
+            logger.debug("[BRIDGE] %s: payload on %s is not JSON: dropped", self, info["topic"])
+            return _MISSING
+        if data is _MISSING:
+            return _MISSING
+        if spec.payload == "number":
+            if isinstance(data, str):
+                data = _number(data)
+            elif isinstance(data, bool) or not isinstance(data, (int, float)):
+                data = None
+            return _MISSING if data is None else data
+        if spec.payload == "text" and not isinstance(data, str):
+            return json.dumps(data, ensure_ascii=False)
         return data
 
     def _availability(self, sender: str, payload: bytes, info: dict[str, Any]) -> InboundEvent | None:
