@@ -88,6 +88,8 @@ class ClientRouter(Router):
         self._remote_listeners: list[_RemoteListener] = []
         self._by_listener_id: dict[int, _RemoteListener] = {}
         self._remote_lock = threading.RLock()
+        self._ids_known = threading.Condition()  # a listener id became known
+        self._registering = 0  # add_listener calls waiting for their reply
         self._session = 0
         self._clientid: ClientId = getattr(carrier, "clientid", None)
         self._live = carrier.isConnected()
@@ -228,6 +230,16 @@ class ClientRouter(Router):
             self._call({"method": "remove_listener", "params": {"listener_id": listener_id}})
 
     def _register_listener(self, reg: _RemoteListener) -> None:
+        with self._ids_known:
+            self._registering += 1
+        try:
+            self._add_listener(reg)
+        finally:
+            with self._ids_known:
+                self._registering -= 1
+                self._ids_known.notify_all()
+
+    def _add_listener(self, reg: _RemoteListener) -> None:
         response = self._call({"method": "add_listener", "params": {"sender": reg.sender, "event": reg.event}})
         listener_id = response.get("listener_id") if isinstance(response, dict) else None
         if listener_id is None:
@@ -262,6 +274,13 @@ class ClientRouter(Router):
         listener_id = param(params, "listener_id", int)
         info = param(params, "info", dict)
         reg = self._by_listener_id.get(listener_id)
+        if reg is None:
+            # The server may send an event as soon as it registered the listener, before
+            # the thread that asked has read the id out of the reply: give it a moment.
+            with self._ids_known:
+                self._ids_known.wait_for(
+                    lambda: listener_id in self._by_listener_id or not self._registering, 2.0)
+            reg = self._by_listener_id.get(listener_id)
         if reg is None:
             raise NotRegisteredError("listener id %r not found" % (listener_id,))
         try:
