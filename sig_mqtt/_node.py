@@ -70,6 +70,10 @@ class MqttNode:
         request_timeout: default seconds a request to another node waits.
         follow_all: know every sender of every node (births and node states of
             the whole tree), not only those the router's listeners need.
+        retain: which events the broker keeps as last values for late listeners
+            (who get them once, with ``info["retained"] = True``): False (none, the
+            default), True (all), or a collection of event names and
+            ``(sender, event)`` pairs.
         on_up, on_down: called (on the dispatcher thread) when the node is
             online and has re-published its state, and when it lost the broker.
         link_settings: keyword arguments of :class:`~sig_mqtt._link.MqttLink`.
@@ -88,6 +92,7 @@ class MqttNode:
         request_timeout: float = 10.0,
         request_workers: int = 8,
         follow_all: bool = False,
+        retain: Any = False,
         on_up: Callable[[], None] | None = None,
         on_down: Callable[[], None] | None = None,
         **link_settings: Any,
@@ -102,6 +107,7 @@ class MqttNode:
         self.buffer_size = buffer_size
         self.max_outstanding = max_outstanding
         self.request_timeout = request_timeout
+        self.retain = retain if isinstance(retain, bool) else frozenset(retain)
         self.on_up = on_up
         self.on_down = on_down
         self.session = uuid.uuid4().hex
@@ -312,7 +318,10 @@ class MqttNode:
         except (TypeError, ValueError) as exc:
             logger.error("event %r:%r not published: its data is not JSON (%s)", sender, event, exc)
             return
-        self._publish(self.topics.event(sender, event), payload, self.qos, False, buffer=True)
+        retain = self.retain
+        if retain is not False:
+            retain = retain is True or event in retain or (sender, event) in retain
+        self._publish(self.topics.event(sender, event), payload, self.qos, retain, buffer=True)
 
     def _sender_up(self, sender: Any, description: Any) -> None:
         description = description if isinstance(description, dict) else {"events": [], "requests": None}

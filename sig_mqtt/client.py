@@ -93,7 +93,8 @@ class CarrierMQTTClient(Carrier):
             offline after 3 heartbeats without one).
         buffer_size: events kept while the broker is unreachable.
         settings: more node / link settings (``connect_timeout``,
-            ``reconnect_min``, ``reconnect_max``, ``max_outstanding``, ...).
+            ``reconnect_min``, ``reconnect_max``, ``max_outstanding``, ``retain`` = the
+            events the broker keeps as last values for late listeners, ...).
     """
 
     def __init__(

@@ -359,3 +359,25 @@ def test_connect_url(mosquitto: Any) -> None:
     finally:
         a.carrier.disconnect()  # type: ignore[attr-defined]
         b.carrier.disconnect()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("protocol", [5, 4])
+def test_retained_last_value_reaches_a_late_listener_once(mosquitto: Any, protocol: int) -> None:
+    m = Mq("mosquitto", mosquitto.port, protocol)
+    try:
+        sender = m.node(retain={("thermo", "changed")})
+        thermo = sender.addRemoteSender("thermo", ["changed", "moved"])
+        thermo.getSignal("changed").trigger(21.5)
+        thermo.getSignal("moved").trigger("not kept")
+        time.sleep(0.3)
+        late = m.node()
+        heard: list[tuple[dict[str, Any], Any]] = []
+        late.addRemoteListener(lambda info, data: heard.append((info, data)), "thermo", None)
+        assert wait_until(lambda: len(heard) >= 1)
+        thermo.getSignal("changed").trigger(22.0)
+        assert wait_until(lambda: len(heard) >= 2)
+        time.sleep(0.3)
+        assert [(info.get("retained", False), info["event"], data) for info, data in heard] == [
+            (True, "changed", 21.5), (False, "changed", 22.0)]
+    finally:
+        m.close()
