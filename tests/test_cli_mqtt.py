@@ -59,3 +59,25 @@ def test_unreachable_broker_is_one_line() -> None:
     assert done.stderr.strip().count("\n") == 0 and "cannot connect to mqtt://127.0.0.1:%d" % port in done.stderr
     done = _sig("send", "--mqtt", "http://x", "--sender", "a", "--event", "b")
     assert done.returncode == 2 and "bad --mqtt" in done.stderr
+
+
+def test_mqtt_examples(mosquitto: Any, tmp_path: Path) -> None:
+    prefix = "x%s/sig" % uuid.uuid4().hex[:6]
+    url = "mqtt://127.0.0.1:%d/%s" % (mosquitto.port, prefix)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = tmp_path / "listener.out"
+    with open(out, "w") as stdout:
+        listener = subprocess.Popen([sys.executable, str(ROOT / "examples" / "mqtt_listener.py"), url],
+                                    stdout=stdout, stderr=subprocess.DEVNULL, env=env)
+        try:
+            assert wait_until(lambda: mosquitto_sub(mosquitto.port, "%s/node/+" % prefix, 1, 0.3) != [], 10)
+            done = subprocess.run([sys.executable, str(ROOT / "examples" / "mqtt_sensor.py"), url, "--count", "2",
+                                   "--delay", "0.2"], capture_output=True, text=True, timeout=30, env=env)
+            assert done.returncode == 0, done.stderr
+            assert wait_until(lambda: "sensor:#disconnect" in out.read_text(), 10), out.read_text()
+        finally:
+            listener.terminate()
+            listener.wait(10)
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("sensor:#connect")
+    assert [line.split(" ")[0] for line in lines[1:3]] == ["sensor:#temperature"] * 2
