@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from sig._errors import InvalidArgumentError
 
-__all__ = ["BrokerURL", "parse_url", "read_password_file"]
+__all__ = ["BrokerURL", "parse_url", "read_password_file", "url_settings"]
 
 PASSWORD_ENV = "SIG_MQTT_PASSWORD"
 
@@ -51,6 +52,19 @@ def parse_url(url: str) -> BrokerURL:
         password = os.environ.get(PASSWORD_ENV)
     prefix = unquote(parts.path.strip("/")) or None
     return BrokerURL(host, port, tls, username, password, prefix)
+
+
+def url_settings(url: str, settings: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, int]]:
+    """A carrier's settings from an MQTT URL (explicit ``settings`` win) and the broker's address."""
+    parsed = parse_url(url)
+    settings = dict(settings)
+    settings.setdefault("username", parsed.username)
+    settings.setdefault("password", parsed.password)
+    if parsed.tls:
+        settings.setdefault("tls", True)
+    if parsed.prefix is not None:
+        settings.setdefault("prefix", parsed.prefix)
+    return settings, (parsed.host, parsed.port)
 
 
 def read_password_file(path: str) -> str:

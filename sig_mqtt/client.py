@@ -29,7 +29,7 @@ from sig._carrier import ClientId, log_failed_post
 from sig._codec import Status, make_reply
 
 from ._node import MqttNode
-from ._url import parse_url
+from ._url import url_settings
 
 __all__ = ["CarrierMQTTClient"]
 
@@ -134,15 +134,9 @@ class CarrierMQTTClient(Carrier):
     @classmethod
     def from_url(cls, url: str, **settings: Any) -> CarrierMQTTClient:
         """Build from ``mqtt[s]://[user[:pass]@]host[:port][/prefix]``; :meth:`connect` then needs no address."""
-        parsed = parse_url(url)
-        settings.setdefault("username", parsed.username)
-        settings.setdefault("password", parsed.password)
-        if parsed.tls:
-            settings.setdefault("tls", True)
-        if parsed.prefix is not None:
-            settings.setdefault("prefix", parsed.prefix)
+        settings, address = url_settings(url, settings)
         carrier = cls(**settings)
-        carrier.address = (parsed.host, parsed.port)
+        carrier.address = address
         return carrier
 
     # -- connection ------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 from sig import Carrier, Router
 
 from ._node import MqttNode, RawHandler
-from ._url import parse_url
+from ._url import url_settings
 
 __all__ = ["CarrierMQTTServer"]
 
@@ -78,15 +78,9 @@ class CarrierMQTTServer(Carrier):
     @classmethod
     def from_url(cls, url: str, **settings: Any) -> CarrierMQTTServer:
         """Build from ``mqtt[s]://[user[:pass]@]host[:port][/prefix]``; :meth:`start` then needs no address."""
-        parsed = parse_url(url)
-        settings.setdefault("username", parsed.username)
-        settings.setdefault("password", parsed.password)
-        if parsed.tls:
-            settings.setdefault("tls", True)
-        if parsed.prefix is not None:
-            settings.setdefault("prefix", parsed.prefix)
+        settings, address = url_settings(url, settings)
         carrier = cls(**settings)
-        carrier.address = (parsed.host, parsed.port)
+        carrier.address = address
         return carrier
 
     def bind_router(self, router: Router) -> None:
