@@ -335,8 +335,8 @@ class _Reader:
         if log_level is not None and log_level not in LOG_LEVELS:
             raise table.fail("log_level", "must be one of %s, not %r" % (", ".join(LOG_LEVELS), log_level))
         heartbeat = table.get("heartbeat", float)
-        if heartbeat is not None and not heartbeat > 0:
-            raise table.fail("heartbeat", "must be a number of seconds above 0, not %r" % heartbeat)
+        if heartbeat is not None and not 0 < heartbeat < float("inf"):
+            raise table.fail("heartbeat", "must be a finite number of seconds above 0, not %r" % heartbeat)
         return BridgeSection(
             listen=addresses["listen"],
             mqtt=mqtt,

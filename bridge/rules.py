@@ -301,21 +301,23 @@ class OutboundRule:
             if data is _MISSING:
                 logger.debug("[BRIDGE] %s: event %r of %r has no field %s", self, event, sender, ".".join(spec.field))
                 return None
-        if spec.payload == "text" and isinstance(data, str):
-            payload = data.encode("utf-8", "surrogatepass")
-        else:
-            try:
-                payload = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
-            except (TypeError, ValueError) as exc:
-                logger.warning("[BRIDGE] %s: event %r of %r not published: %s", self, event, sender, exc)
-                return None
         parts: list[str] = []
         for index, part in enumerate(spec.topic):
             if isinstance(part, Placeholder):
                 parts.append(_level(sender if part.name == "sender" else event, index == 0))
             else:
                 parts.append(part)
-        return OutboundMessage("".join(parts), payload, spec.retain, spec.qos)
+        topic = "".join(parts)
+        try:
+            topic.encode("utf-8")
+            if spec.payload == "text" and isinstance(data, str):
+                payload = data.encode("utf-8")
+            else:
+                payload = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # not JSON, NaN, a lone surrogate (UnicodeEncodeError)
+            logger.warning("[BRIDGE] %s: event %r of %r not published: %s", self, event, sender, exc)
+            return None
+        return OutboundMessage(topic, payload, spec.retain, spec.qos)
 
 
 class Rules:

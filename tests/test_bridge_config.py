@@ -277,7 +277,7 @@ ERRORS = [
      "bridge.toml:2: [bridge] key 'log_level' must be one of trace, debug, info, warning, error, critical, none, "
      "not 'loud'"),
     ('[bridge]\nheartbeat = 0\n',
-     "bridge.toml:2: [bridge] key 'heartbeat' must be a number of seconds above 0, not 0.0"),
+     "bridge.toml:2: [bridge] key 'heartbeat' must be a finite number of seconds above 0, not 0.0"),
     ('[bridge]\nprefix = "$sig"\n', "bridge.toml:2: [bridge] key 'prefix' a prefix must not start with '$': '$sig'"),
     ('[bridge]\nnode_id = "a/b"\n', "bridge.toml:2: [bridge] key 'node_id' cannot hold '/', '+', '#' or NUL: 'a/b'"),
     ('[[inbound]]\ntopic = "z/+"\nsender = "{1}"\nevent = "e"\nfield = "a..b"\n',
@@ -356,6 +356,35 @@ def test_error_attributes() -> None:
 
 def test_default_filename() -> None:
     assert error("[x]\n", filename="<string>").startswith("<string>:1: table 'x' is unknown")
+
+
+_FRAGMENTS = [
+    "[bridge]\n", "[[inbound]]\n", "[[outbound]]\n", "[auth]\n", "[[auth.users]]\n", "[[acl]]\n", "[x]\n",
+    "[inbound]\n", "[[bridge]]\n", "inbound = []\n", "acl = [1]\n", "auth = 3\n", "users = {}\n",
+    'topic = "a/+"\n', 'topic = "#"\n', 'topic = "a/b#"\n', 'topic = ""\n', 'topic = "x/{sender}"\n',
+    'sender = "{1}"\n', 'sender = "{#}"\n', 'sender = "{"\n', "sender = 1\n", 'event = "#e"\n', 'event = "{2}"\n',
+    'field = "a.b"\n', 'field = "."\n', 'payload = "number"\n', 'payload = "xml"\n', "availability = true\n",
+    'online = "x"\n', 'offline = "x"\n', "qos = 2\n", "qos = -1\n", "retain = 1\n", 'name = "u"\n',
+    'password = "p"\n', 'token = ""\n', 'user = "*"\n', 'senders = ["a", ""]\n', "listen = [[]]\n",
+    'listen = "127.0.0.1:1"\n', 'mqtt = "mqtt://[::1]:x"\n', 'mqtt = "mqtts://u:p@h/p/q"\n', "heartbeat = nan\n",
+    "heartbeat = inf\n", "heartbeat = 1e308\n", 'prefix = "a//b"\n', "embedded = true\n", 'log_level = "debug"\n',
+    "x = 1\n", "a.b = 1\n", '"q k" = 1\n', 'm = """\n[[inbound]]\n"""\n', "arr = [\n1,\n]\n", "= broken\n",
+    "# comment\n", "\n", "[[inbound]] # c\n", "\x00", "\ufeff",
+]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=14))
+def test_any_text_gives_a_config_or_a_config_error(fragments: list[str]) -> None:
+    """Fuzz: whatever the text, parse_config returns a config or raises ConfigError (with file and line)."""
+    try:
+        config = parse_config("".join(fragments), "f.toml")
+    except ConfigError as exc:
+        assert str(exc).startswith("f.toml")
+        assert exc.line is None or 1 <= exc.line <= "".join(fragments).count("\n") + 1
+    else:
+        assert isinstance(config, BridgeConfig)
+        config.access_dict()
 
 
 # -- MQTT filters -----------------------------------------------------------------------------------

@@ -251,6 +251,8 @@ def test_outbound_missing_field_or_unencodable_data() -> None:
     assert r.outbound("thermo", "changed", 21.5)[0].topic == "all/thermo/changed"
     assert r.outbound("x", "e", float("nan")) == []
     assert r.outbound("x", "e", {1, 2}) == []
+    assert r.outbound("x", "e", "\ud800") == []        # a lone surrogate has no UTF-8 form
+    assert r.outbound("\udc00", "e", "ok") == []
 
 
 def test_no_loop_inbound_events_are_not_sent_back() -> None:
