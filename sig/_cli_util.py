@@ -233,6 +233,7 @@ def _connect_mqtt(args: argparse.Namespace, keep_reconnecting: bool) -> tuple[Cl
     """``--mqtt URL``: a ClientRouter over a broker (sig_mqtt), no pysig server."""
     try:
         from sig_mqtt import CarrierMQTTClient, parse_url
+        from sig_mqtt._url import read_password_file
     except ImportError as exc:  # sig_mqtt needs paho-mqtt
         raise CliError("--mqtt needs sig_mqtt and paho-mqtt: %s" % exc) from None
     try:
@@ -243,8 +244,7 @@ def _connect_mqtt(args: argparse.Namespace, keep_reconnecting: bool) -> tuple[Cl
     password_file = getattr(args, "password_file", None)
     if password_file is not None and url.password is None:
         try:
-            with open(password_file, encoding="utf-8") as file:
-                settings["password"] = file.readline().rstrip("\r\n")
+            settings["password"] = read_password_file(password_file)
         except OSError as exc:
             raise UsageError("cannot read %s: %s" % (password_file, exc.strerror)) from None
     if getattr(args, "user", None) and url.username is None:
