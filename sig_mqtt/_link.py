@@ -367,7 +367,10 @@ class MqttLink:
         if client is not self._client:
             return
         self.last_error = "cannot reach the broker at %s:%s" % (self.address or ("?", 0))
-        logger.debug("[MQTT] %s", self.last_error)
+        if self._auto_reconnect and not self._stopping:
+            logger.warning("[MQTT] %s: retrying", self.last_error)
+        else:
+            logger.debug("[MQTT] %s", self.last_error)
         if not self._auto_reconnect:
             self._stopping = True
         self._first.set()

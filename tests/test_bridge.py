@@ -164,8 +164,16 @@ def test_rules_both_ways(mosquitto: Any, bridges: Any, prefix: str, tmp_path: Pa
 def test_requests_cross_both_ways(mosquitto: Any, bridges: Any, prefix: str, nodes: list[Any]) -> None:
     bridge = bridges("--mqtt", "mqtt://127.0.0.1:%d" % mosquitto.port, "--prefix", prefix)
     tcp = bridge.client()
+    presence = Recorder()
+    tcp.addRemoteListener(presence.listener(), None, "#connect")
+    tcp.addRemoteListener(presence.listener(), None, "#disconnect")
     mq = mqtt_node(mosquitto.port, prefix, nodes)
     mq.addRemoteSender("calc", ["e"], requests={"add": lambda p: p[0] + p[1]})
+    mq.addRemoteSender("brief", ["e"])
+    mq.removeRemoteSender("brief")
+    calls = presence.wait_for(3)
+    assert [(c[1], c[2]) for c in calls[:3]] == [("calc", "#connect"), ("brief", "#connect"),
+                                                 ("brief", "#disconnect")]
     tcp.addRemoteSender("lamp", ["on"], requests={"state": lambda p: "lit"})
     assert wait_until(lambda: nodes[0].isSenderConnected("lamp"))
     assert mq.remoteRequest("lamp", "state") == "lit"
@@ -262,6 +270,7 @@ def test_unreachable_broker_is_retried_and_sigterm_exits_0(bridges: Any, prefix:
     port = free_port()
     bridge = bridges("--mqtt", "mqtt://127.0.0.1:%d" % port, "--prefix", prefix, ready=False)
     assert wait_until(lambda: "not reachable" in bridge.text(), timeout=10), bridge.text()
+    assert wait_until(lambda: bridge.text().count("retrying") >= 3, timeout=10), bridge.text()  # one per attempt
     assert bridge.proc.poll() is None
     started = time.monotonic()
     assert bridge.stop() == 0
