@@ -74,6 +74,8 @@ class MqttNode:
             (who get them once, with ``info["retained"] = True``): False (none, the
             default), True (all), or a collection of event names and
             ``(sender, event)`` pairs.
+        max_payload: larger messages on sig's topics are dropped with a warning
+            (1 MiB by default, as the TCP frame limit).
         on_up, on_down: called (on the dispatcher thread) when the node is
             online and has re-published its state, and when it lost the broker.
         link_settings: keyword arguments of :class:`~sig_mqtt._link.MqttLink`.
@@ -93,6 +95,7 @@ class MqttNode:
         request_workers: int = 8,
         follow_all: bool = False,
         retain: Any = False,
+        max_payload: int = 1 << 20,
         on_up: Callable[[], None] | None = None,
         on_down: Callable[[], None] | None = None,
         **link_settings: Any,
@@ -108,6 +111,8 @@ class MqttNode:
         self.max_outstanding = max_outstanding
         self.request_timeout = request_timeout
         self.retain = retain if isinstance(retain, bool) else frozenset(retain)
+        self.max_payload = max_payload
+        self.dropped_oversized = 0
         self.on_up = on_up
         self.on_down = on_down
         self.session = uuid.uuid4().hex
@@ -490,6 +495,11 @@ class MqttNode:
         if ids and not self._filters.accept(topic, ids):
             return  # another copy of the same message is dispatched
         parsed = self.topics.parse(topic)
+        if len(payload) > self.max_payload:
+            self.dropped_oversized += 1
+            logger.warning("dropped a %d-byte message on %s: larger than max_payload (%d)", len(payload), topic,
+                           self.max_payload)
+            return
         if parsed is None:
             self._jobs.put(functools.partial(self._raw_message, topic, payload, bool(message.retain)))
         elif parsed.kind == "reply":

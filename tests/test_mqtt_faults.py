@@ -200,3 +200,20 @@ def test_tls_and_password(mosquitto_factory: Any, prefix: str, carriers: list[An
     assert rec.wait_for(1)[0][3] == "x"
     assert wait_until(lambda: b.carrier.isSenderConnected("secure"))  # type: ignore[attr-defined]
     assert b.remoteRequest("secure", "q", 21) == 42
+
+
+def test_oversized_and_malformed_messages_are_dropped(mosquitto: Any, prefix: str, carriers: list[Any]) -> None:
+    router = node(carriers, mosquitto.port, prefix=prefix, max_payload=1000)
+    rec = Recorder()
+    router.addRemoteListener(rec.listener(), "dev", None)
+    time.sleep(0.3)
+    mosquitto_pub(mosquitto.port, "%s/event/dev/big" % prefix, "x" * 5000)
+    mosquitto_pub(mosquitto.port, "%s/node/weird" % prefix, "not json", "-r")
+    mosquitto_pub(mosquitto.port, "%s/node/weird/sender/dev" % prefix, "[1, 2]", "-r")
+    mosquitto_pub(mosquitto.port, "%s/request/dev/x" % prefix, "\xff garbage")
+    mosquitto_pub(mosquitto.port, "%s/reply/nobody" % prefix, "{")
+    mosquitto_pub(mosquitto.port, "%s/event/dev/small" % prefix, '{"ok": true}')
+    calls = rec.wait_for(1)
+    time.sleep(0.3)
+    assert rec.settle() == calls == [("", "dev", "small", {"ok": True})]
+    assert router.carrier.node.dropped_oversized == 1  # type: ignore[attr-defined]
