@@ -24,10 +24,9 @@ import queue
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -35,14 +34,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from sig import Router
-from sig._codec import Status, make_reply, reply_error
-from sig._errors import CarrierError, RequestTimeout, SenderConnectedError, SigError, UnknownSenderError
+from sig._errors import CarrierError, SenderConnectedError, SigError, UnknownSenderError
 from sig._ident import EVENT_CONNECT, EVENT_DISCONNECT
 
 from ._filters import FilterSet, demand_filters
 from ._link import MqttLink, Will, properties
 from ._payload import Birth, NodeState, decode_data, decode_json_object, encode_data, encode_json, now_ms
 from ._presence import Change, Presence
+from ._rpc import Rpc
 from ._topics import Parsed, Topics, filter_matches
 
 __all__ = ["MqttNode", "RawHandler"]
@@ -53,7 +52,6 @@ logger = logging.getLogger("sig.mqtt.node")
 RawHandler = Callable[[str, bytes, bool], None]
 
 _BUILTIN = (EVENT_CONNECT, EVENT_DISCONNECT)
-_DEDUP = 1024  # recent request ids a responder remembers
 
 
 class MqttNode:
@@ -129,8 +127,6 @@ class MqttNode:
         self._demand: dict[tuple[Any, Any], int] = {}
         self._raw: list[tuple[str, RawHandler]] = []
         self._buffer: deque[tuple[str, bytes, int, bool, Properties | None]] = deque()
-        self._pending: dict[str, Future[dict[str, Any]]] = {}
-        self._answered: OrderedDict[tuple[Any, Any], dict[str, Any] | None] = OrderedDict()
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._request_workers = request_workers
         self._requests = ThreadPoolExecutor(request_workers, thread_name_prefix="sig-mqtt-request")
@@ -139,6 +135,7 @@ class MqttNode:
         self._waiting: dict[str, threading.Event] = {}
         self._watched: set[Any] = set()
         self._next_heartbeat = 0.0
+        self.rpc = Rpc(self.reply_topic, self._publish, lambda: self.link.protocol)
         self.link = MqttLink(
             nid,
             on_connect=self._link_up,
@@ -231,32 +228,10 @@ class MqttNode:
             raise UnknownSenderError("sender %r is not connected" % (sender,))
         if not self.ready:
             raise CarrierError("not connected to the broker: request to %r not sent" % (sender,))
+        v5 = self.link.protocol == 5 and self.presence.proto(nid) == 5
         timeout = self.request_timeout if timeout is None else timeout
-        correlation = uuid.uuid4().hex
-        future: Future[dict[str, Any]] = Future()
-        self._pending[correlation] = future
-        topic = self.topics.request(sender, method)
-        try:
-            if self.link.protocol == 5 and self.presence.proto(nid) == 5:
-                props = properties(
-                    PacketTypes.PUBLISH,
-                    ResponseTopic=self.reply_topic,
-                    CorrelationData=correlation.encode("ascii"),
-                    MessageExpiryInterval=max(1, math.ceil(timeout)),
-                )
-                self._publish(topic, encode_json(params), 1, False, properties=props)
-            else:
-                envelope = {"id": correlation, "reply_to": self.reply_topic, "params": params}
-                self._publish(topic, encode_json(envelope), 1, False)
-            try:
-                reply = future.result(timeout)
-            except FutureTimeout:
-                raise RequestTimeout("no reply from %r to %r in %.1f s" % (sender, method, timeout)) from None
-        finally:
-            self._pending.pop(correlation, None)
-        if reply.get("status") != Status.OK:
-            raise reply_error(reply, "request %r to %r" % (method, sender))
-        return reply.get("response")
+        return self.rpc.call(self.topics.request(sender, method), params, timeout, v5,
+                             "request %r to %r" % (method, sender))
 
     def watch(self, sender: Any, timeout: float = 2.0) -> None:
         """Follow the presence of ``sender`` from now on (its births and node states).
@@ -473,9 +448,7 @@ class MqttNode:
             return
         logger.warning("[MQTT] node %s lost the broker: %s", self.nid, reason)
         self.ready = False
-        for future in list(self._pending.values()):
-            if not future.done():
-                future.set_exception(CarrierError("lost the broker before the reply came"))
+        self.rpc.fail_all(CarrierError("lost the broker before the reply came"))
         if self.on_down is not None:
             try:
                 self.on_down()
@@ -626,22 +599,10 @@ class MqttNode:
         body = decode_json_object(bytes(message.payload))
         if body is None:
             logger.warning("unreadable reply on %s: %.100r", message.topic, message.payload)
-            return
-        if "sync" in body:
+        elif "sync" in body:
             self._jobs.put(functools.partial(self._synced, body.get("sync")))
-            return
-        props = message.properties
-        correlation: Any = getattr(props, "CorrelationData", None) if props is not None else None
-        if isinstance(correlation, bytes):
-            correlation = correlation.decode("ascii", "replace")
-        if correlation is None:
-            correlation = body.get("id")
-        future = self._pending.get(correlation) if isinstance(correlation, str) else None
-        if future is None:
-            logger.debug("reply to an unknown or expired request: %.100r", correlation)
-            return
-        if not future.done():
-            future.set_result(body)
+        else:
+            self.rpc.resolve(body, message.properties)
 
     def _synced(self, token: Any) -> None:
         """Our subscriptions' retained messages have arrived: delete our stale births."""
@@ -661,58 +622,5 @@ class MqttNode:
         """Request pool: run a request to one of our senders and publish the reply."""
         if parsed.sender not in self._local:
             return  # a widened 3.1.1 subscription brought another node's request
-        props = message.properties
-        response_topic = getattr(props, "ResponseTopic", None) if props is not None else None
-        correlation = getattr(props, "CorrelationData", None) if props is not None else None
-        params, _ = decode_data(bytes(message.payload))
-        envelope = isinstance(params, dict) and "reply_to" in params and "id" in params
-        if envelope:
-            reply_to, request_id, params = params["reply_to"], params["id"], params.get("params")
-        else:
-            reply_to, request_id = response_topic, correlation
-        key = (reply_to, request_id)
-        if request_id is not None:
-            with self._lock:
-                if key in self._answered:
-                    cached = self._answered[key]
-                    if cached is None:
-                        return  # still running: a redelivery
-                    logger.debug("request %r redelivered: sending the same reply", request_id)
-                    self._send_reply(reply_to, cached, correlation)
-                    return
-                self._answered[key] = None
-                if len(self._answered) > _DEDUP:
-                    self._answered.popitem(last=False)
-        try:
-            response = self.router.request(parsed.sender, parsed.name, params)
-            reply = make_reply(None, Status.OK, response)
-        except Exception as exc:
-            logger.info("request %r to %r failed: %s", parsed.name, parsed.sender, exc)
-            reply = make_reply(None, Status.METHOD_FAILED, exc=exc)
-        if envelope:
-            reply["id"] = request_id
-        else:
-            del reply["id"]
-        if "exception" in reply:
-            del reply["response"]
-        if request_id is not None:
-            with self._lock:
-                if key in self._answered:
-                    self._answered[key] = reply
-        if not isinstance(reply_to, str) or not reply_to:
-            logger.warning("request %r to %r has no reply topic: answered nobody", parsed.name, parsed.sender)
-            return
-        self._send_reply(reply_to, reply, None if envelope else correlation)
-
-    def _send_reply(self, reply_to: str, reply: dict[str, Any], correlation: Any) -> None:
-        props = None
-        if correlation is not None and self.link.protocol == 5:
-            props = properties(PacketTypes.PUBLISH, CorrelationData=correlation)
-        try:
-            payload = encode_json(reply)
-        except (TypeError, ValueError) as exc:
-            payload = encode_json(make_reply(None, Status.METHOD_FAILED, exc=ValueError("reply is not JSON: %s" % exc)))
-        try:
-            self._publish(reply_to, payload, 1, False, buffer=True, properties=props)
-        except CarrierError as exc:
-            logger.warning("reply to %s not sent: %s", reply_to, exc)
+        self.rpc.answer(functools.partial(self.router.request, parsed.sender, parsed.name), message,
+                        "request %r to %r" % (parsed.name, parsed.sender))
