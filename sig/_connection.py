@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ._carrier import log_failed_post
 from ._codec import CAPABILITIES, DEFAULT_MAX_FRAME, BadFrame, FrameDecoder, Status, encode, is_reply, make_reply
 from ._errors import CarrierError, ProtocolError
-from ._limits import RequestGate
+from ._limits import CallQueue, RequestGate
 
 if TYPE_CHECKING:
     from ._carrier import Carrier
@@ -138,9 +138,8 @@ class Connection:
         self._drainers = 0
         self._send_now = _nonblocking_send(stream)
         self._ping: Future[Any] | None = None
-        self._calls: deque[Any] = deque()
         self.requests = RequestGate()  # the carrier sets its limit
-        self._calls_ready = threading.Condition()
+        self.calls = CallQueue(self.closed, self._pending)  # the carrier sets its limit
         self._threads: list[threading.Thread] = []
 
     # -- life cycle ------------------------------------------------------------
@@ -188,8 +187,7 @@ class Connection:
             if not future.done():
                 future.set_exception(error)
         self._pending.clear()
-        with self._calls_ready:
-            self._calls_ready.notify_all()
+        self.calls.wake()
 
     def drain(self, timeout: float) -> bool:
         """Wait until everything queued is sent (and, lock-step, answered); False on timeout."""
@@ -426,9 +424,7 @@ class Connection:
             logger.exception("[%s] reader failed", self.name)
             self.close("reader failed")
         finally:
-            with self._calls_ready:
-                self._calls.append(None)  # the dispatcher ends after the calls before it
-                self._calls_ready.notify_all()
+            self.calls.put(None, wait=False)  # the dispatcher ends after the calls before it
 
     def _on_frame(self, frame: dict[str, Any] | BadFrame) -> None:
         if isinstance(frame, BadFrame):
@@ -449,17 +445,12 @@ class Connection:
         elif method == "request":
             self.requests.submit(self, frame)
         else:
-            with self._calls_ready:
-                self._calls.append(frame)
-                self._calls_ready.notify()
+            self.calls.put(frame)
 
     def _dispatch_loop(self) -> None:
         try:
             while True:
-                with self._calls_ready:
-                    while not self._calls:
-                        self._calls_ready.wait()
-                    frame = self._calls.popleft()
+                frame = self.calls.get()
                 if frame is None:
                     break
                 self._run(frame)

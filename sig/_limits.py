@@ -1,4 +1,4 @@
-"""Per-peer limits of the stream carriers: requests a peer may have running or waiting at once.
+"""Per-peer limits of the stream carriers: pending requests, calls waiting to run, events for a slow peer.
 
 A peer's ``request`` calls run on the carrier's shared pool, off the reader; without a
 bound, one peer that floods requests at a slow sender would fill the pool's queue (and
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ._codec import Status, make_reply
@@ -19,12 +21,14 @@ from ._errors import LimitExceededError
 if TYPE_CHECKING:
     from ._connection import Connection
 
-__all__ = ["RequestGate", "DEFAULT_MAX_PENDING_REQUESTS"]
+__all__ = ["RequestGate", "QueueOverflow", "CallQueue", "DEFAULT_MAX_PENDING_REQUESTS", "DEFAULT_MAX_CALLS"]
 
 logger = logging.getLogger("sig.limits")
 
 #: Default most requests one client of a server carrier may have running or waiting at once.
 DEFAULT_MAX_PENDING_REQUESTS = 100
+#: Default most calls (signals ...) of one client of a server carrier read and waiting to run.
+DEFAULT_MAX_CALLS = 1000
 
 
 class RequestGate:
@@ -79,3 +83,123 @@ class RequestGate:
             self.pending -= 1
             if self._refusing and self.limit is not None and self.pending < self.limit:
                 self._refusing = False
+
+
+class QueueOverflow:
+    """What a server carrier does with an event for a client whose send queue is full.
+
+    A full queue first gets ``grace`` seconds to make room (a client that reads as fast as
+    it can is only momentarily behind a burst: it loses nothing, and the burst is slowed down
+    by as much), unless the client fell behind in the last ``memory`` seconds. If it does
+    not, the client is not keeping up: its events are dropped, for that client only
+    (counted, and logged once per episode), so a slow listener never slows its sender, or
+    the other listeners, down; the episode ends (logged with what it dropped) once the
+    client has read half its queue. A client whose full queue makes no progress at all for
+    the connection's ``stall_timeout`` is stuck (stopped, or not reading): it is
+    disconnected, and its senders with it.
+
+    Attributes:
+        dropped: events dropped per client id, since it connected.
+        total: events dropped in all.
+    """
+
+    def __init__(self, grace: float = 0.05, memory: float = 10.0) -> None:
+        self.grace = grace
+        self.memory = memory
+        self.dropped: dict[Any, int] = {}
+        self._behind: dict[Any, float] = {}  # clientid: when its last episode ended
+        self.total = 0
+        self._episodes: dict[Any, list[Any]] = {}  # clientid: [dropped, queue length, when it last shrank]
+        self._lock = threading.Lock()
+
+    def admit(self, conn: Connection) -> bool:
+        """Tell whether an event may be queued for ``conn``; if not, count it as dropped."""
+        key = conn.clientid
+        episode = self._episodes.get(key)
+        if episode is None and len(conn._messages) < conn.max_queue:
+            return True
+        if episode is None and time.monotonic() - self._behind.get(key, -self.memory) >= self.memory:
+            if self._room(conn):
+                return True
+        queued = len(conn._messages) + conn._sending  # the batch being written is not sent yet
+        now = time.monotonic()
+        with self._lock:
+            episode = self._episodes.get(key)
+            if episode is not None and queued < conn.max_queue // 2:  # caught up
+                del self._episodes[key]
+                self._behind[key] = now
+                logger.info("[%s] client caught up: %d event(s) were dropped while it was behind", conn.name,
+                            episode[0])
+                return True
+            if episode is None:
+                episode = self._episodes[key] = [0, queued, now]
+                logger.warning("[%s] client is not keeping up (%d messages queued): dropping events for it until "
+                               "it catches up", conn.name, queued)
+            episode[0] += 1
+            self.dropped[key] = self.dropped.get(key, 0) + 1
+            self.total += 1
+            if queued < episode[1]:
+                episode[1], episode[2] = queued, now
+            stuck = now - episode[2] > conn.stall_timeout
+        if stuck:
+            conn.close("peer is not reading: %d messages queued, none sent in %.1f s" % (queued, now - episode[2]))
+        return False
+
+    def _room(self, conn: Connection) -> bool:
+        """Wait up to ``grace`` seconds for room in the queue of ``conn``."""
+        with conn._cond:
+            return conn._cond.wait_for(lambda: conn.closed.is_set() or len(conn._messages) < conn.max_queue,
+                                       self.grace)
+
+    def forget(self, clientid: Any) -> int:
+        """Forget a client that is gone; return how many events were dropped for it."""
+        with self._lock:
+            self._episodes.pop(clientid, None)
+            self._behind.pop(clientid, None)
+            return self.dropped.pop(clientid, 0)
+
+
+class CallQueue:
+    """The calls a connection's reader hands to its dispatcher, in arrival order.
+
+    With a ``limit`` (server connections), a full queue makes the reader wait, so a peer that
+    sends faster than its calls run is slowed down by TCP itself instead of filling memory;
+    but never while a reply from that peer is awaited (a forwarded request, a ping): the reader
+    must stay free to read it, or the dispatcher waiting for it would never make room.
+
+    Attributes:
+        limit: most calls waiting (None: no limit, as on client connections).
+    """
+
+    def __init__(self, closed: threading.Event, pending: dict[Any, Any], limit: int | None = None) -> None:
+        self.limit = limit
+        self._closed = closed
+        self._pending = pending
+        self._items: deque[Any] = deque()
+        self._cond = threading.Condition()
+
+    def put(self, frame: Any, wait: bool = True) -> None:
+        """Queue a call (``None``: the end); with ``wait``, first wait for room (see above)."""
+        with self._cond:
+            while (wait and self.limit is not None and len(self._items) >= self.limit
+                   and not self._closed.is_set() and not self._pending):
+                self._cond.wait(0.05)
+            self._items.append(frame)
+            self._cond.notify_all()
+
+    def get(self) -> Any:
+        """Wait for the next call and return it."""
+        with self._cond:
+            while not self._items:
+                self._cond.wait()
+            frame = self._items.popleft()
+            self._cond.notify_all()  # room for a waiting reader
+            return frame
+
+    def wake(self) -> None:
+        """Wake the waiting threads (the connection closed)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        return len(self._items)

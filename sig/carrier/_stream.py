@@ -18,7 +18,7 @@ from .._carrier import Carrier, ClientId
 from .._codec import CAPABILITIES, DEFAULT_MAX_FRAME, Status
 from .._connection import Connection, Stream
 from .._errors import AccessDeniedError, CarrierError, InvalidArgumentError
-from .._limits import DEFAULT_MAX_PENDING_REQUESTS
+from .._limits import DEFAULT_MAX_CALLS, DEFAULT_MAX_PENDING_REQUESTS, QueueOverflow
 
 __all__ = ["StreamServerCarrier", "StreamClientCarrier"]
 
@@ -37,10 +37,12 @@ class _StreamCarrier(Carrier):
         call_timeout: float = 10.0,
         request_workers: int = 32,
         max_pending_requests: int | None = None,
+        max_calls: int = DEFAULT_MAX_CALLS,
     ) -> None:
         super().__init__()
         self.max_frame = max_frame
         self.max_pending_requests = max_pending_requests
+        self.max_calls = max_calls
         self.max_queue = max_queue
         self.ping_interval = ping_interval
         self.call_timeout = call_timeout
@@ -69,6 +71,7 @@ class _StreamCarrier(Carrier):
             legacy_timeout=self.call_timeout,
         )
         conn.requests.limit = self.max_pending_requests
+        conn.calls.limit = None if client else self.max_calls
         return conn
 
     def call(self, clientid: ClientId, message: dict[str, Any], timeout: float | None = None) -> Future[Any]:
@@ -101,17 +104,37 @@ class StreamServerCarrier(_StreamCarrier):
 
     ``max_pending_requests`` (default 100): most requests one client may have running or
     waiting at once; more are answered with an error at once (the client stays connected).
+    ``max_calls`` (default 1000): most calls (signals ...) of one client read and waiting to
+    run; beyond it the server reads no more from that client until they ran (TCP slows it down).
+
+    An event for a client whose queue (``max_queue``) is full is dropped for that client,
+    counted in :attr:`overflow` and logged, so a slow listener slows no one else down; a
+    client whose full queue makes no progress for a second is disconnected.
     """
 
     def __init__(self, **settings: Any) -> None:
         settings.setdefault("max_pending_requests", DEFAULT_MAX_PENDING_REQUESTS)
         super().__init__(**settings)
+        #: Events dropped for clients that did not keep up (``overflow.dropped``, ``overflow.total``).
+        self.overflow = QueueOverflow()
         self._connections: dict[ClientId, Connection] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
 
     def _connection(self, clientid: ClientId) -> Connection | None:
         return self._connections.get(clientid)
+
+    def post(self, clientid: ClientId, message: dict[str, Any]) -> None:
+        """Send a notification (an event) to a client; dropped (counted, logged) if it is not keeping up.
+
+        Raises:
+            CarrierError: not connected.
+        """
+        conn = self._connections.get(clientid)
+        if conn is None:
+            raise CarrierError("not connected to %r" % (clientid,))
+        if self.overflow.admit(conn):
+            conn.post(message, self.call_timeout)
 
     def clients(self) -> list[ClientId]:
         """Return the ids of the peers connected now."""
@@ -131,6 +154,9 @@ class StreamServerCarrier(_StreamCarrier):
     def _closed(self, conn: Connection) -> None:
         with self._lock:
             self._connections.pop(conn.clientid, None)
+        dropped = self.overflow.forget(conn.clientid)
+        if dropped:
+            logger.warning("[%s] %d event(s) were dropped for this client: it did not keep up", conn.clientid, dropped)
         logger.info("[%s] client disconnected (%s)", conn.clientid, conn.close_reason)
         self.handle_client_disconnected(conn.clientid)
 
