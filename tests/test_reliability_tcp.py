@@ -450,3 +450,32 @@ def test_burst_of_100k_events_to_a_stuck_client_keeps_memory_bounded(carriers: l
         slow.close()
     finally:
         server.stop()
+
+
+# -- the bounded call queue never dead-locks -------------------------------------------------------------
+
+
+def test_full_call_queue_still_reads_the_replies_its_dispatcher_waits_for(carriers: list[CarrierTCPClient],
+                                                                          reliability_figures: Figure) -> None:
+    """A server-side listener requests the very client whose flood fills its call queue."""
+    server = Server(max_calls=5)
+    try:
+        client = connect(carriers, server.port)
+        flood = client.addRemoteSender("flood", ["e"], requests={"m": lambda params: params}).getSignal("e")
+        answers: list[Any] = []
+
+        def on_event(info: dict[str, Any], data: Any) -> None:  # runs on that client's dispatcher
+            if data % 100 == 0:
+                answers.append(server.router.request("flood", "m", data))
+
+        server.router.addListener(on_event, "flood", "e")
+        started = time.monotonic()
+        for n in range(2000):
+            flood.trigger(n)
+        assert wait_until(lambda: len(answers) == 20, 20.0), answers
+        elapsed = time.monotonic() - started
+        assert answers == list(range(0, 2000, 100))
+        reliability_figures("2,000 events, max_calls=5, 20 requests back to the flooding client", elapsed, "s")
+        assert elapsed < 10.0
+    finally:
+        server.stop()
