@@ -35,7 +35,8 @@ def server() -> tuple[sig.ServerRouter, RecordingCarrier]:
 
 def test_documented_message_and_reply_format(server) -> None:
     router, carrier = server
-    reply = carrier.handleRX("c1", {"id": "23", "method": "add_sender", "params": {"sender": "lorem", "events": ["ipsum"]}})
+    message = {"id": "23", "method": "add_sender", "params": {"sender": "lorem", "events": ["ipsum"]}}
+    reply = carrier.handleRX("c1", message)
     assert reply == {"id": "23", "status": 0, "response": None}
     assert router.getSender("lorem").isConnected()
 
@@ -69,17 +70,19 @@ def test_get_version_and_list_senders(server) -> None:
 
 def test_listener_signal_request_flow_through_handleTX(server) -> None:
     router, carrier = server
-    listener_id = carrier.handleRX("c1", {"id": 1, "method": "add_listener", "params": {"sender": "timer", "event": "tick"}})[
-        "response"
-    ]["listener_id"]
+    added = carrier.handleRX("c1", {"id": 1, "method": "add_listener", "params": {"sender": "timer", "event": "tick"}})
+    listener_id = added["response"]["listener_id"]
     router.addSender("timer", ["tick"]).getSignal("tick").trigger(5)
     assert carrier.sent[-1] == (
         "c1",
-        {"method": "signal", "params": {"listener_id": listener_id, "info": {"sender": "timer", "event": "tick"}, "data": 5}},
+        {"method": "signal",
+         "params": {"listener_id": listener_id, "info": {"sender": "timer", "event": "tick"}, "data": 5}},
     )
     carrier.handleRX("c1", {"id": 2, "method": "remove_listener", "params": {"listener_id": listener_id}})
-    assert carrier.handleRX("c1", {"id": 3, "method": "remove_listener", "params": {"listener_id": listener_id}})["status"] == -2
-    carrier.handleRX("c1", {"id": 4, "method": "add_sender", "params": {"sender": "dev", "events": ["e"], "requests": ["get"]}})
+    again = carrier.handleRX("c1", {"id": 3, "method": "remove_listener", "params": {"listener_id": listener_id}})
+    assert again["status"] == -2
+    dev = {"sender": "dev", "events": ["e"], "requests": ["get"]}
+    carrier.handleRX("c1", {"id": 4, "method": "add_sender", "params": dev})
     router.request("dev", "get", {"a": 1})  # forwarded to the client through handleTX
     assert carrier.sent[-1][1]["method"] == "request"
     assert carrier.sent[-1][1]["params"] == {"sender": "dev", "method": "get", "params": {"a": 1}}
@@ -106,7 +109,8 @@ def test_client_disconnect_removes_its_senders_and_listeners(server) -> None:
 def test_signal_only_for_own_senders(server) -> None:
     router, carrier = server
     router.addSender("server_owned", ["e"])
-    spoof = carrier.handleRX("c1", {"id": 1, "method": "signal", "params": {"info": {"sender": "server_owned", "event": "e"}}})
+    params = {"info": {"sender": "server_owned", "event": "e"}}
+    spoof = carrier.handleRX("c1", {"id": 1, "method": "signal", "params": params})
     assert spoof["status"] == -2 and spoof["error"] == "NameError"
 
 
