@@ -217,3 +217,20 @@ def test_oversized_and_malformed_messages_are_dropped(mosquitto: Any, prefix: st
     time.sleep(0.3)
     assert rec.settle() == calls == [("", "dev", "small", {"ok": True})]
     assert router.carrier.node.dropped_oversized == 1  # type: ignore[attr-defined]
+
+
+def test_a_node_that_stops_its_heartbeat_goes_offline(mosquitto: Any, prefix: str, carriers: list[Any]) -> None:
+    router = node(carriers, mosquitto.port, prefix=prefix)
+    rec = Recorder()
+    router.addRemoteListener(rec.listener(), "quiet")
+    time.sleep(0.3)
+    state = {"online": True, "session": "s1", "ts": int(time.time() * 1000), "proto": 4, "heartbeat": 0.5}
+    mosquitto_pub(mosquitto.port, "%s/node/silent" % prefix, json.dumps(state))
+    mosquitto_pub(mosquitto.port, "%s/node/silent/sender/quiet" % prefix,
+                  json.dumps({"events": ["e"], "requests": None, "session": "s1"}))
+    started = time.monotonic()
+    calls = rec.wait_for(2, timeout=5)  # #connect, then #disconnect after 3 heartbeats of silence
+    took = time.monotonic() - started
+    assert [c[2] for c in calls] == ["#connect", "#disconnect"]
+    print("silent node taken as offline after %.2f s (heartbeat 0.5 s)" % took)
+    assert 1.0 < took < 3.5
