@@ -21,7 +21,7 @@ from typing import Any
 
 from sig import VERSION
 from sig._cli_util import LEVELS, ArgumentParser, CliError, Stopper, UsageError, parse_address, setup_logging
-from sig_mqtt._url import read_password_file
+from sig_mqtt._url import parse_url, read_password_file
 
 from .config import BridgeConfig, ConfigError, load_config
 from .rules import Rules
@@ -90,7 +90,7 @@ def settings_from(args: Any, config: BridgeConfig | None) -> tuple[BridgeSetting
         mqtt_url=pick(args.mqtt, "mqtt", None),
         broker_listen=broker_listen,
         embedded=bool(args.embedded or (section is not None and getattr(section, "embedded", False))),
-        prefix=pick(args.prefix, "prefix", "sig"),
+        prefix=_prefix(args.prefix, pick(args.mqtt, "mqtt", None), section),
         node_id=pick(args.node_id, "node_id", "sig-bridge"),
         password=password or os.environ.get("SIG_MQTT_PASSWORD"),
         heartbeat=float(pick(None, "heartbeat", 30.0)),
@@ -98,6 +98,21 @@ def settings_from(args: Any, config: BridgeConfig | None) -> tuple[BridgeSetting
         access=config.access_dict() if config is not None else None,
     )
     return settings, pick(args.log_level, "log_level", "info")
+
+
+def _prefix(option: str | None, url: str | None, section: Any) -> str:
+    """``--prefix``, else the MQTT URL's path, else the config's ``prefix``, else ``sig``."""
+    if option:
+        return option
+    if url:
+        try:
+            from_url = parse_url(url).prefix
+        except ValueError:
+            from_url = None  # reported when the bridge starts
+        if from_url:
+            return from_url
+    value = getattr(section, "prefix", None) if section is not None else None
+    return value or "sig"
 
 
 def main(argv: list[str] | None = None) -> int:
