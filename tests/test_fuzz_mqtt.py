@@ -43,6 +43,7 @@ from sig_mqtt._topics import Parsed, Topics, decode_level, encode_level
 pytestmark = pytest.mark.timeout(120)
 
 CASES = 10_000
+BATCH = 10  # cases per hypothesis example: 1,000 examples of 10 (hypothesis' own cost is per example)
 PREFIX = "fz/sig"
 KINDS = {"node", "birth", "event", "request", "reply", "rebirth"}
 #: JSON integers the node survives today (see test_huge_integers_in_a_node_state_are_read_without_error)
@@ -71,31 +72,34 @@ def _timed(call: Any, *args: Any) -> Any:
 
 
 @pytest.mark.fuzz
-@settings(max_examples=CASES, deadline=None)
-@given(text=st.one_of(st.text(), level))
-def test_decode_level_never_raises(text: str) -> None:
-    value = _timed(decode_level, text)
-    assert type(value) in (str, int, float)
-    if type(value) is str and not text.startswith("!") and "%" not in text:
-        assert value == text  # a plain level is itself
+@settings(max_examples=CASES // BATCH, deadline=None)
+@given(texts=st.lists(st.one_of(st.text(), level), min_size=BATCH, max_size=BATCH))
+def test_decode_level_never_raises(texts: list[str]) -> None:
+    for text in texts:
+        value = _timed(decode_level, text)
+        assert type(value) in (str, int, float)
+        if type(value) is str and not text.startswith("!") and "%" not in text:
+            assert value == text  # a plain level is itself
 
 
 @pytest.mark.fuzz
-@settings(max_examples=CASES, deadline=None)
-@given(topic=topics, prefix=st.sampled_from([PREFIX, "sig", "a/b/c"]))
-def test_topic_parse_never_raises(topic: str, prefix: str) -> None:
-    parsed = _timed(Topics(prefix).parse, topic)
-    if parsed is None:
-        return
-    assert isinstance(parsed, Parsed) and parsed.kind in KINDS
-    assert topic.startswith(prefix + "/")
-    for ident in (parsed.sender, parsed.name):
-        assert ident is None or type(ident) in (str, int, float)
-    if parsed.kind in ("node", "birth", "reply"):
-        assert type(parsed.nid) in (str, int, float)
+@settings(max_examples=CASES // BATCH, deadline=None)
+@given(batch=st.lists(topics, min_size=BATCH, max_size=BATCH), prefix=st.sampled_from([PREFIX, "sig", "a/b/c"]))
+def test_topic_parse_never_raises(batch: list[str], prefix: str) -> None:
+    tree = Topics(prefix)
+    for topic in batch:
+        parsed = _timed(tree.parse, topic)
+        if parsed is None:
+            continue
+        assert isinstance(parsed, Parsed) and parsed.kind in KINDS
+        assert topic.startswith(prefix + "/")
+        for ident in (parsed.sender, parsed.name):
+            assert ident is None or type(ident) in (str, int, float)
+        if parsed.kind in ("node", "birth", "reply"):
+            assert type(parsed.nid) in (str, int, float)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(ident=st.one_of(st.text().filter(lambda s: not any("\ud800" <= c <= "\udfff" for c in s)),
                        st.integers(), st.floats(allow_nan=False)),
        kind=st.sampled_from(["event", "request"]))
@@ -275,11 +279,12 @@ def messages(draw: st.DrawFn) -> paho.MQTTMessage:
 
 
 @pytest.mark.fuzz
-@settings(max_examples=CASES, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                       HealthCheck.function_scoped_fixture])
-@given(message=messages())
-def test_node_survives_any_inbound_message(site: Site, trouble: Trouble, message: paho.MQTTMessage) -> None:
-    site.carrier.node._message(message)  # paho's network thread would call this
+@settings(max_examples=CASES // BATCH, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
+@given(batch=st.lists(messages(), min_size=BATCH, max_size=BATCH))
+def test_node_survives_any_inbound_message(site: Site, trouble: Trouble, batch: list[paho.MQTTMessage]) -> None:
+    for message in batch:
+        site.carrier.node._message(message)  # paho's network thread would call this
     assert not trouble.records, trouble.summary()
 
 
