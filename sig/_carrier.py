@@ -98,7 +98,7 @@ class Carrier:
         message_id = message.get("id")
         method = message.get("method")
         if method is None:
-            logger.error("no method in message %.200r", message)
+            logger.error("no method in message %.200r", _redacted(message))
             return make_reply(message_id, Status.NO_METHOD, exc=ValueError("the message has no method field"))
         params = message.get("params")
         if params is None:
@@ -185,6 +185,18 @@ class Carrier:
         self.handle_all_clients_diconnected()
 
     is_connected = isConnected
+
+
+#: Parameters whose values never reach a log line.
+SECRET_PARAMS = frozenset({"password", "token"})
+
+
+def _redacted(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` with the values of secret parameters (``password``, ``token``) masked, for logs."""
+    params = message.get("params")
+    if not isinstance(params, dict) or not SECRET_PARAMS & params.keys():
+        return message
+    return dict(message, params={k: "***" if k in SECRET_PARAMS else v for k, v in params.items()})
 
 
 def log_failed_post(future: Future[Any]) -> None:

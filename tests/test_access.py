@@ -565,3 +565,16 @@ def test_cli_credentials(sites: Any, tmp_path: Any) -> None:
     assert "--password-file FILE or $SIG_PASSWORD" in one_error_line(run_cli(*send, "--user", "kitchen"), 2)
     request = ["request", "--server", address, "--sender", "x", "--method", "m"]
     assert "may not send requests to sender 'x'" in one_error_line(run_cli(*request, SIG_TOKEN=TOKEN))
+
+
+def test_a_malformed_auth_message_does_not_log_the_secret(sites: Any, siglog: Any) -> None:
+    site = sites()
+    legacy = site.legacy()
+    reply = legacy.call("", {})  # warm up: an empty method
+    assert reply["status"] != 0
+    message_id = next(legacy.ids)
+    legacy.sock.sendall(json.dumps({"id": message_id, "params": {"user": "kitchen", "password": PASSWORD,
+                                                                  "token": TOKEN}}).encode())
+    assert json.loads(legacy.sock.recv(4096))["status"] == Status.NO_METHOD
+    assert any("no method in message" in r.getMessage() and "***" in r.getMessage() for r in siglog.records)
+    no_secret_logged(siglog)
