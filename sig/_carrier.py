@@ -48,6 +48,10 @@ class Carrier:
         callback_all_clients_disconnected, callback_client_ready: set by the router.
     """
 
+    #: Whether the peers are other processes or machines (a server's per-client limits apply
+    #: to them), not in-process routers.
+    remote_peers = False
+
     def __init__(self) -> None:
         self.callback_rx: Callable[[ClientId, dict[str, Any]], Any] | None = None
         self.methods: dict[str, RpcMethod] | None = None

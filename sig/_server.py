@@ -92,9 +92,11 @@ class ServerRouter(Router):
         access: an :class:`~sig.AccessControl`: clients authenticate (RPC ``auth``) and
             the ACL says which senders each may register, listen to and request;
             refusals answer status -4. None (the default): every client may do everything.
-        max_registrations: most senders plus listeners one client may register.
+        max_registrations: most senders plus listeners one client may register (None: no limit).
         max_payload: largest JSON size, in characters, of one signal's data or one
             request's params from a client (None: only the carrier's frame limit).
+            Both limits apply to the clients of carriers that serve remote peers
+            (``Carrier.remote_peers``: TCP and serial servers), not to in-process ones.
 
     All other arguments are those of :class:`Router`.
     """
@@ -110,7 +112,7 @@ class ServerRouter(Router):
         class_signal: type[Signal] = Signal,
         class_event: type[Event] = Event,
         access: AccessControl | None = None,
-        max_registrations: int = DEFAULT_MAX_REGISTRATIONS,
+        max_registrations: int | None = DEFAULT_MAX_REGISTRATIONS,
         max_payload: int | None = None,
     ) -> None:
         super().__init__(class_sender=class_sender, class_signal=class_signal, class_event=class_event)
@@ -209,7 +211,7 @@ class ServerRouter(Router):
         requests_list = param(params, "requests", list, None)
         self._check(key, "senders", sender)
         client = self._client(key)
-        self._check_room(client)
+        self._check_room(key, client)
         requests = None
         if requests_list is not None:
             requests = {}
@@ -237,7 +239,7 @@ class ServerRouter(Router):
         event = ident_param(params, "event", optional=True)
         self._check(key, "listen", sender)
         client = self._client(key)
-        self._check_room(client)
+        self._check_room(key, client)
         carrier, clientid = key
         listener = _RemoteListener(next(self._listener_ids), carrier, clientid, sender, event)
         self.addListener(listener, sender, event)
@@ -267,7 +269,7 @@ class ServerRouter(Router):
             signal = self.getSender(sender).getSignal(event)  # type: ignore[arg-type]
             client.signals[(sender, event)] = signal  # type: ignore[index]
         data = params.get("data")
-        if self.max_payload is not None:
+        if self.max_payload is not None and key[0].remote_peers:
             self._check_payload(data, "signal data")
         signal.trigger(data)
 
@@ -276,7 +278,7 @@ class ServerRouter(Router):
         sender = ident_param(params, "sender")
         method = ident_param(params, "method")
         self._check(key, "request", sender)
-        if self.max_payload is not None:
+        if self.max_payload is not None and key[0].remote_peers:
             self._check_payload(params.get("params"), "request params")
         return self.request(sender, method, params.get("params"))  # type: ignore[arg-type]
 
@@ -308,9 +310,9 @@ class ServerRouter(Router):
         return [s for s in senders
                 if access.allowed(user, "listen", s.getName()) or access.allowed(user, "request", s.getName())]
 
-    def _check_room(self, client: _Client) -> None:
+    def _check_room(self, key: _Key, client: _Client) -> None:
         count = len(client.senders) + len(client.listeners)
-        if count >= self.max_registrations:
+        if self.max_registrations is not None and key[0].remote_peers and count >= self.max_registrations:
             raise LimitExceededError("too many registrations: this client has %d senders and listeners (limit %d)"
                                      % (count, self.max_registrations))
 

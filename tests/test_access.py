@@ -416,6 +416,19 @@ def test_registration_limit_refuses_and_keeps_the_client(sites: Any) -> None:
     assert client.carrier.isConnected()
 
 
+def test_limits_spare_in_process_clients() -> None:
+    from sig.carrier.local import LocalCarrier
+
+    server = sig.ServerRouter(max_registrations=2, max_payload=10)
+    server_end, client_end = LocalCarrier(), LocalCarrier()
+    server.attach(server_end)
+    client = sig.ClientRouter(client_end)
+    client_end.connect(server_end)
+    for n in range(5):
+        client.addRemoteSender("s%d" % n, ["e"])
+    client.getSender("s0").getSignal("e").trigger("x" * 100)
+
+
 def test_default_limits() -> None:
     assert sig.ServerRouter().max_registrations == 1000
     assert CarrierTCPServer().max_pending_requests == 100

@@ -112,6 +112,8 @@ class StreamServerCarrier(_StreamCarrier):
     client whose full queue makes no progress for a second is disconnected.
     """
 
+    remote_peers = True
+
     def __init__(self, **settings: Any) -> None:
         settings.setdefault("max_pending_requests", DEFAULT_MAX_PENDING_REQUESTS)
         super().__init__(**settings)
