@@ -45,6 +45,7 @@ from sig_mqtt import CarrierMQTTClient  # noqa: E402
 
 PREFIX = "load/sig"
 TIMEOUT = 150.0  # the longest the run waits for anything
+QUIET = 40.0  # the listeners are done when nothing came for this long (a stalled publisher waits 30 s)
 
 
 # -- children: hosts of senders ------------------------------------------------------------------------
@@ -88,6 +89,7 @@ class Listener:
         self.label = label
         self.next: dict[Any, int] = {}
         self.count = 0
+        self.by_kind = {"tcp": 0, "mqtt": 0}
         self.disorder = 0
         self.delays: list[float] = []
         self.last = 0.0
@@ -103,6 +105,7 @@ class Listener:
                 self.disorder += 1
             self.next[sender] = data["n"] + 1
             self.count += 1
+            self.by_kind[sender.split("-")[0]] += 1
             self.delays.append((now - data["t"]) / 1e6)
             self.last = now / 1e9
 
@@ -162,6 +165,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1000, help="events per sender (1000)")
     parser.add_argument("--procs", type=int, default=5, help="processes per kind (5)")
     parser.add_argument("--per-proc", type=int, default=10, help="senders per process (10)")
+    parser.add_argument("--progress", action="store_true", help="print what the listeners heard every 5 s")
     args = parser.parse_args()
     if args.role == "senders":
         role_senders(args)
@@ -220,7 +224,11 @@ def main() -> int:
                 break
             if now != seen:
                 seen, quiet_since = now, time.monotonic()
-            elif time.monotonic() - quiet_since > 10.0:
+            if args.progress and int(time.monotonic() - go) % 5 == 0:
+                print("  %3.0f s: MQTT listener %s, TCP listener %s" % (time.monotonic() - go, mqtt_heard.by_kind,
+                                                                       tcp_heard.by_kind), flush=True)
+                time.sleep(1.0)
+            elif time.monotonic() - quiet_since > QUIET:
                 break  # nothing more is coming
             time.sleep(0.05)
         bridge_cpu = sum(psutil.Process(bridge.proc.pid).cpu_times()[:2]) - bridge_cpu0
@@ -233,13 +241,16 @@ def main() -> int:
                 lost = expected - heard.count
                 elapsed = heard.last - go if heard.count else float("nan")
                 lat = percentiles(heard.delays)
-                print("%-24s heard %d of %d, lost %d, out of order %d, %.0f events/s, latency p50 %.1f ms, "
-                      "p99 %.1f ms, max %.1f ms" % (heard.label, heard.count, expected, lost, heard.disorder,
-                                                    heard.count / elapsed, lat["p50"], lat["p99"], lat["max"]))
+                print("%-24s heard %d of %d (from TCP clients %d, from MQTT nodes %d), lost %d, out of order %d, "
+                      "%.0f events/s, latency p50 %.1f ms, p99 %.1f ms, max %.1f ms" % (
+                          heard.label, heard.count, expected, heard.by_kind["tcp"], heard.by_kind["mqtt"], lost,
+                          heard.disorder, heard.count / elapsed, lat["p50"], lat["p99"], lat["max"]))
                 ok = ok and lost == 0 and heard.disorder == 0
         print("bridge peak RSS %.1f MiB (idle %.1f MiB), CPU %.1f s" % (peak[0] / 2**20, rss_idle / 2**20,
                                                                         bridge_cpu))
         print("Mosquitto log lines saying it dropped messages: %d" % broker.dropped())
+        warnings = [line for line in bridge.text().splitlines() if "warning" in line or "error" in line]
+        print("bridge warnings and errors: %d%s" % (len(warnings), "".join("\n  " + w for w in warnings[:3])))
         print("goal 0 lost, order kept per sender: %s" % ("met" if ok else "MISSED"))
         return 0 if ok else 1
     finally:
