@@ -125,7 +125,8 @@ class MqttLink:
         self._fallback = threading.Event()
         self._lock = threading.Lock()
         self._outstanding = 0
-        self._low_water = -1  # >= 0 while a publisher waits for the count to fall that low
+        self._low_water = -1  # >= 0 while publishers wait for the count to fall that low
+        self._waiters = 0
         self._drained = threading.Condition(self._lock)
         self._supervisor: threading.Thread | None = None
         self.network_thread: threading.Thread | None = None
@@ -217,15 +218,19 @@ class MqttLink:
         with self._lock:
             if self._outstanding < limit:
                 return True
-            self._low_water = limit // 2
+            low_water = limit // 2
+            self._waiters += 1
+            self._low_water = max(self._low_water, low_water)
             try:
-                while self._outstanding > self._low_water and self.connected:
+                while self._outstanding > low_water and self.connected:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         return False
                     self._drained.wait(remaining)
             finally:
-                self._low_water = -1
+                self._waiters -= 1
+                if not self._waiters:
+                    self._low_water = -1
         return True
 
     def outstanding(self) -> int:

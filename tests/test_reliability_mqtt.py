@@ -492,13 +492,9 @@ def test_mosquitto_acl_prevents_publishing_another_nodes_sender_topics(mosquitto
     assert not watcher_carrier.isSenderConnected("kitchen.spoof")
 
 
-# -- what the load run found (a bug in sig_mqtt, to be fixed there) -------------------------------------------------
+# -- what the load run found (a bug in sig_mqtt, fixed there) -------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="MqttLink.wait_writable keeps one _low_water for all waiters: the first "
-                   "publisher to wake sets it back to -1, so _done() never notifies the others, who sleep until "
-                   "their 30 s timeout. The bridge publishes from every TCP client's reader thread: under load "
-                   "its events to MQTT (and to its TCP listeners) stall for 30 s at a time (bench/reliability.py)")
 def test_concurrent_publishers_waiting_for_the_backlog_all_wake_up() -> None:
     link = MqttLink("waiters", on_connect=lambda p, s: None, on_disconnect=lambda r: None,
                     on_message=lambda m: None)
