@@ -15,7 +15,8 @@ Listeners (in this process): one MQTT node listening to everything ``(None, None
 client of the bridge listening to everything. Each listener must get every event of every sender,
 in order per sender.
 
-Printed: events lost and out of order per listener, events/s (events heard / from the go to the
+Printed: events not heard by the end of the run (``TIMEOUT``, or ``QUIET`` s without any) and out of
+order per listener, events/s (events heard / from the go to the
 last one heard), latency p50 / p99 / max (monotonic_ns is system-wide on Linux), the senders'
 own pace, and the bridge's peak RSS (psutil, sampled every 50 ms) and CPU seconds.
 """
@@ -90,6 +91,7 @@ class Listener:
         self.next: dict[Any, int] = {}
         self.count = 0
         self.by_kind = {"tcp": 0, "mqtt": 0}
+        self.last_by_kind = {"tcp": 0.0, "mqtt": 0.0}
         self.disorder = 0
         self.delays: list[float] = []
         self.last = 0.0
@@ -105,7 +107,9 @@ class Listener:
                 self.disorder += 1
             self.next[sender] = data["n"] + 1
             self.count += 1
-            self.by_kind[sender.split("-")[0]] += 1
+            kind = sender.split("-")[0]
+            self.by_kind[kind] += 1
+            self.last_by_kind[kind] = now / 1e9
             self.delays.append((now - data["t"]) / 1e6)
             self.last = now / 1e9
 
@@ -241,10 +245,15 @@ def main() -> int:
                 lost = expected - heard.count
                 elapsed = heard.last - go if heard.count else float("nan")
                 lat = percentiles(heard.delays)
-                print("%-24s heard %d of %d (from TCP clients %d, from MQTT nodes %d), lost %d, out of order %d, "
+                print("%-24s heard %d of %d (from TCP clients %d, from MQTT nodes %d), not heard %d, out of order %d, "
                       "%.0f events/s, latency p50 %.1f ms, p99 %.1f ms, max %.1f ms" % (
                           heard.label, heard.count, expected, heard.by_kind["tcp"], heard.by_kind["mqtt"], lost,
                           heard.disorder, heard.count / elapsed, lat["p50"], lat["p99"], lat["max"]))
+                for kind, what in (("tcp", "TCP clients"), ("mqtt", "MQTT nodes")):
+                    if heard.by_kind[kind]:
+                        took = heard.last_by_kind[kind] - go
+                        print("    the %d events of the %s it heard: the last %.1f s after the go (%.0f events/s)" % (
+                            heard.by_kind[kind], what, took, heard.by_kind[kind] / took))
                 ok = ok and lost == 0 and heard.disorder == 0
         print("bridge peak RSS %.1f MiB (idle %.1f MiB), CPU %.1f s" % (peak[0] / 2**20, rss_idle / 2**20,
                                                                         bridge_cpu))
