@@ -422,8 +422,11 @@ def test_burst_of_100k_events_while_the_broker_is_down_keeps_memory_bounded(
         mosquitto.restart()
         assert wait_until(lambda: len(heard) >= 1 + BUFFER, 30), len(heard)
         time.sleep(0.3)
-        figure("delivered after the broker came back", len(heard) - 1, "events")
-        assert heard[1:] == list(range(BURST - BUFFER, BURST))  # the newest 10,000, in order
+        after = heard[1:]
+        figure("delivered after the broker came back", len(after), "events")
+        figure("of which duplicates (QoS 1: at least once)", len(after) - len(set(after)), "")
+        # the newest 10,000, in order, each at least once
+        assert [n for n in dict.fromkeys(after) if n >= 0] == list(range(BURST - BUFFER, BURST))
     finally:
         if server is not None:
             server.stop()
