@@ -499,7 +499,8 @@ def test_refused_in_the_background_warns_once_and_keeps_trying(sites: Any, siglo
     assert len(warnings) == 1
     assert not carrier.isConnected() and isinstance(carrier.last_error, sig.AccessDeniedError)
     site.server.access = sig.AccessControl.from_dict(CONFIG)  # the old password works again
-    assert wait_until(lambda: carrier.isConnected() and site.server.getSender("kitchen/lamp").isConnected())
+    assert wait_until(lambda: carrier.isConnected() and site.server.senders.get("kitchen/lamp") is not None
+                      and site.server.senders["kitchen/lamp"].isConnected())  # registered again: a moment later
     no_secret_logged(siglog)
 
 
