@@ -1,6 +1,7 @@
 """Load through one bridge: 50 pysig TCP clients and 50 MQTT nodes, 1,000 QoS 1 events each.
 
     python3 bench/reliability.py            # about 1-3 minutes; --events 1000 --procs 5 --per-proc 10
+    python3 bench/reliability.py --rate 20  # paced: each sender 20 events/s (2,000/s in all), about 70 s
 
 Everything is private and on loopback: a Mosquitto (``/usr/sbin/mosquitto -c <temp conf>`` on a free
 port, ``max_queued_messages 1000000``, ``set_tcp_nodelay true``, no persistence) and one bridge
@@ -10,7 +11,8 @@ subprocesses, terminated by PID at the end.
 Senders: ``--procs`` processes host ``--per-proc`` TCP clients each (pysig TCP to the bridge), and as
 many processes host as many MQTT nodes (``CarrierMQTTClient``, QoS 1); every client or node is one
 sender with its own name and triggers ``--events`` events ``{"n": i, "t": time.monotonic_ns()}``,
-all of them as fast as they go once the parent says go (round robin over its senders).
+all of them as fast as they go once the parent says go (round robin over its senders), or
+``--rate`` events/s each (latency without a backlog).
 Listeners (in this process): one MQTT node listening to everything ``(None, None)`` and one TCP
 client of the bridge listening to everything. Each listener must get every event of every sender,
 in order per sender.
@@ -72,6 +74,10 @@ def role_senders(args: argparse.Namespace) -> None:
     wait_for_stdin_line(TIMEOUT)
     started = time.monotonic()
     for n in range(args.events):
+        if args.rate:
+            delay = started + n / args.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
         for signal_ in signals:
             signal_.trigger({"n": n, "t": time.monotonic_ns()})
     report("sent", seconds=time.monotonic() - started)
@@ -169,6 +175,8 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1000, help="events per sender (1000)")
     parser.add_argument("--procs", type=int, default=5, help="processes per kind (5)")
     parser.add_argument("--per-proc", type=int, default=10, help="senders per process (10)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="events/s of each sender (default 0: as fast as they go, a burst)")
     parser.add_argument("--progress", action="store_true", help="print what the listeners heard every 5 s")
     args = parser.parse_args()
     if args.role == "senders":
@@ -183,8 +191,9 @@ def main() -> int:
     expected = senders * args.events
     print("sig %s, paho-mqtt %s, Python %s, %d CPUs" % (sig.VERSION, paho.mqtt.__version__, sys.version.split()[0],
                                                       os.cpu_count() or 0))
-    print("%d TCP clients + %d MQTT nodes (%d processes of %d), %d QoS 1 events each: %d events per listener" % (
-        args.procs * args.per_proc, args.procs * args.per_proc, 2 * args.procs, args.per_proc, args.events, expected))
+    print("%d TCP clients + %d MQTT nodes (%d processes of %d), %d QoS 1 events each (%s): %d events per listener" % (
+        args.procs * args.per_proc, args.procs * args.per_proc, 2 * args.procs, args.per_proc, args.events,
+        "%g events/s each" % args.rate if args.rate else "a burst", expected))
     broker = Mosquitto(max_queued_messages=1000000, set_tcp_nodelay="true").start()
     tmp = Path(tempfile.mkdtemp(prefix="sig-bench-bridge-"))
     bridge = BridgeProc("--mqtt", "mqtt://127.0.0.1:%d" % broker.port, "--prefix", PREFIX, tmp=tmp)
@@ -211,7 +220,8 @@ def main() -> int:
         for kind, port in (("tcp", bridge.tcp_port), ("mqtt", broker.port)):
             for p in range(args.procs):
                 children.append(Child("--kind", kind, "--port", str(port), "--first", str(p * args.per_proc),
-                                      "--per-proc", str(args.per_proc), "--events", str(args.events)))
+                                      "--per-proc", str(args.per_proc), "--events", str(args.events),
+                                      "--rate", str(args.rate)))
         for child in children:
             child.expect("ready")
         time.sleep(1.0)  # the listeners' views of the senders settle
