@@ -35,6 +35,7 @@ from netutil import Recorder, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from test_fuzz import format_checker  # noqa: F401 (a fixture, used by trouble)
 
 import sig
 from sig_mqtt import CarrierMQTTClient
@@ -67,7 +68,7 @@ def _timed(call: Any, *args: Any) -> Any:
     started = time.perf_counter()
     result = call(*args)
     took = time.perf_counter() - started
-    assert took < 0.5, "%s took %.3f s on %.80r" % (call.__name__, took, args)
+    assert took < 2.0, "%s took %.3f s on %.80r" % (call.__name__, took, args)
     return result
 
 
@@ -125,7 +126,6 @@ class Trouble(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.count += 1
-        record.getMessage()  # every record formats
         if record.exc_info or "lost the broker" in record.msg:
             self.records.append(record)
 
@@ -197,20 +197,16 @@ def site() -> Iterator[Site]:
 
 
 @pytest.fixture
-def trouble() -> Iterator[Trouble]:
-    """sig's records go to a :class:`Trouble`, not further (10,000 cases log a lot)."""
-    sig_logger = logging.getLogger("sig")
+def trouble(request: pytest.FixtureRequest) -> Iterator[Trouble]:
+    """A :class:`Trouble` on sig's logger, beside test_fuzz's checker (every record formats, none propagates)."""
+    request.getfixturevalue("format_checker")
     handler = Trouble()
-    saved = sig_logger.level, sig_logger.propagate
+    sig_logger = logging.getLogger("sig")
     sig_logger.addHandler(handler)
-    sig_logger.setLevel(logging.DEBUG)
-    sig_logger.propagate = False
     try:
         yield handler
     finally:
         sig_logger.removeHandler(handler)
-        sig_logger.setLevel(saved[0])
-        sig_logger.propagate = saved[1]
 
 
 # payload shapes: random bytes, any JSON, and JSON shaped like what each topic carries

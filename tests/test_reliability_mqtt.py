@@ -179,23 +179,25 @@ class Restart:
         return took
 
 
+@pytest.mark.parametrize("how", ["stop", "SIGKILL"])
 def test_broker_restart_with_persistence(mosquitto_factory: Any, carriers: list[CarrierMQTTClient], prefix: str,
-                                         figure: Figure) -> None:
+                                         figure: Figure, how: str) -> None:
+    """A clean stop, or SIGKILL after an autosave (a crash: what the last autosave held comes back)."""
     broker = mosquitto_factory(persistence=True)
     site = Restart(broker, carriers, prefix)
     site.send()
     site.durable_rec.wait_for(site.sent)
     site.listener_away_for_a_batch()
     site.durable_rec.wait_for(site.sent, timeout=10)
-    back = site.broker_away_for_a_batch()
+    back = site.broker_away_for_a_batch(kill=how == "SIGKILL")
     site.durable_rec.wait_for(site.sent, timeout=10)
     presence = site.births_and_states_back()
     site.send()  # subscriptions resumed
     site.durable_rec.wait_for(site.sent, timeout=10)
     durable = heard_once(site.durable_rec)
     site.plain_rec.settle(0.5)
-    figure("broker start -> all 3 nodes online", back, "s")
-    figure("broker start... then a listener sees the sender's birth (after the nodes are online)", presence, "s")
+    figure("broker start (after %s) -> all 3 nodes online" % how, back, "s")
+    figure("then a listener sees the sender's birth", presence, "s")
     figure("events published", site.sent, "")
     figure("lost by the persistent-session listener (QoS 1, away, then broker restart)",
            site.sent - len(durable), "")
@@ -205,27 +207,6 @@ def test_broker_restart_with_persistence(mosquitto_factory: Any, carriers: list[
            site.sent - len(set(values(site.plain_rec))), "")
     assert durable == list(range(site.sent))  # 0 lost, in order
     assert values(site.plain_rec)[-site.BATCH:] == list(range(site.sent - site.BATCH, site.sent))
-
-
-def test_broker_crash_with_persistence(mosquitto_factory: Any, carriers: list[CarrierMQTTClient], prefix: str,
-                                       figure: Figure) -> None:
-    """SIGKILL instead of a clean stop: what the last autosave held comes back."""
-    broker = mosquitto_factory(persistence=True)
-    site = Restart(broker, carriers, prefix)
-    site.send()
-    site.durable_rec.wait_for(site.sent)
-    site.listener_away_for_a_batch()
-    site.durable_rec.wait_for(site.sent, timeout=10)
-    back = site.broker_away_for_a_batch(kill=True)
-    site.durable_rec.wait_for(site.sent, timeout=10)
-    site.births_and_states_back()
-    site.send()
-    site.durable_rec.wait_for(site.sent, timeout=10)
-    durable = heard_once(site.durable_rec)
-    figure("broker start after SIGKILL -> all 3 nodes online", back, "s")
-    figure("lost by the persistent-session listener", site.sent - len(durable), "")
-    figure("duplicates it got (QoS 1 redelivery)", len(site.durable_rec.calls) - len(durable), "")
-    assert durable == list(range(site.sent))
 
 
 def test_broker_restart_without_persistence_measures_the_loss(mosquitto_factory: Any,
@@ -301,7 +282,7 @@ def test_vanished_node_disconnect_within_1_5_keepalive(mosquitto: Mosquitto, car
     if how == "SIGKILL":
         assert took <= 1.5 * KEEPALIVE
     else:  # Mosquitto 2.0.11 measured 4.2-4.9 s at keepalive 2 s: its keepalive check is coarser than 1.5x
-        assert took <= 1.5 * KEEPALIVE + 2.5
+        assert took <= 1.5 * KEEPALIVE + 3.5
 
 
 # -- a slow listener ------------------------------------------------------------------------------------------------
