@@ -30,6 +30,7 @@ from ._errors import (
 )
 from ._event import Event, Listener, Signal
 from ._ident import BUILTIN_EVENTS, Ident, check_ident, check_listener, check_optional_ident
+from ._log import worth_logging
 from ._remote import ident_param, param, remote_call
 from ._router import Router
 from ._sender import RequestHandlers, Sender
@@ -355,8 +356,9 @@ class ClientRouter(Router):
             if len(self._buffer) >= self._buffer_size:
                 self._buffer.popleft()
                 self.dropped_signals += 1
-                logger.warning("signal buffer full (%d): dropped the oldest signal (%d dropped so far)",
-                               self._buffer_size, self.dropped_signals)
+                if worth_logging(self.dropped_signals):
+                    logger.warning("signal buffer full (%d): dropped the oldest signal (%d dropped so far)",
+                                   self._buffer_size, self.dropped_signals)
             self._buffer.append(message)
 
     def _flush(self) -> None:

@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import Any, ClassVar
 
-__all__ = ["LOG_LEVELS", "SimpleLogger", "setup_logger", "TRACE"]
+__all__ = ["LOG_LEVELS", "SimpleLogger", "setup_logger", "TRACE", "worth_logging"]
 
 #: pysig's ``trace`` level, below ``logging.DEBUG``.
 TRACE = 5
@@ -154,3 +154,11 @@ def setup_logger(objlogger: Any) -> None:
     if isinstance(objlogger, logging.Logger):
         level = objlogger.getEffectiveLevel()
     sig_logger.setLevel(level if isinstance(level, int) and level > 0 else TRACE)
+
+
+def worth_logging(count: int) -> bool:
+    """Tell whether the ``count``-th drop of a kind deserves a log line.
+
+    The 1st, 10th, 100th, then every 1,000th: a burst is told, not flooded.
+    """
+    return count in (1, 10, 100) or count % 1000 == 0

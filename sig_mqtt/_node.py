@@ -36,6 +36,7 @@ from paho.mqtt.properties import Properties
 from sig import Router
 from sig._errors import CarrierError, SenderConnectedError, SigError, UnknownSenderError
 from sig._ident import EVENT_CONNECT, EVENT_DISCONNECT
+from sig._log import worth_logging
 
 from ._filters import FilterSet, demand_filters
 from ._link import MqttLink, Will, properties
@@ -392,8 +393,9 @@ class MqttNode:
                     if len(self._buffer) >= self.buffer_size:
                         self._buffer.popleft()
                         self.dropped_events += 1
-                        logger.warning("MQTT buffer full (%d): dropped the oldest event (%d dropped so far)",
-                                       self.buffer_size, self.dropped_events)
+                        if worth_logging(self.dropped_events):
+                            logger.warning("MQTT buffer full (%d): dropped the oldest event (%d dropped so far)",
+                                           self.buffer_size, self.dropped_events)
                     self._buffer.append((topic, payload, qos, retain, properties))
                     return
         if not self.link.connected:

@@ -65,6 +65,23 @@ def decode_json_object(payload: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+_MAX_TS = 10**14  # ms: year 5138
+_MAX_HEARTBEAT = 10**6  # s
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _ident(value: Any) -> bool:
+    """A pysig identifier: str, int or a finite float (not bool)."""
+    if isinstance(value, str):
+        return True
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    return _number(value)
+
+
 def now_ms() -> int:
     """Wall-clock time in milliseconds (what ``ts`` fields carry)."""
     return int(time.time() * 1000)
@@ -102,9 +119,10 @@ class NodeState:
         return cls(
             online=body["online"],
             session=session if isinstance(session, str) else "",
-            ts=ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
-            proto=proto if proto in (4, 5) else 5,
-            heartbeat=float(heartbeat) if isinstance(heartbeat, (int, float)) and heartbeat > 0 else None,
+            ts=ts if isinstance(ts, int) and not isinstance(ts, bool) and 0 <= ts < _MAX_TS else None,
+            proto=proto if proto in (4, 5) and not isinstance(proto, bool) else 5,
+            heartbeat=float(heartbeat) if isinstance(heartbeat, (int, float)) and not isinstance(heartbeat, bool)
+            and 0 < heartbeat <= _MAX_HEARTBEAT else None,
         )
 
 
@@ -131,6 +149,10 @@ class Birth:
         if body is None or not isinstance(body.get("events"), list):
             return None
         requests = body.get("requests")
+        if not all(_ident(event) for event in body["events"]) or (
+            isinstance(requests, list) and not all(m is None or _ident(m) for m in requests)
+        ):
+            return None  # names a JSON value that is no pysig identifier
         session = body.get("session")
         return cls(
             events=body["events"],

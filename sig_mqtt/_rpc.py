@@ -29,6 +29,7 @@ from sig._errors import CarrierError, RequestTimeout
 
 from ._link import properties
 from ._payload import decode_data, encode_json
+from ._topics import is_topic_name
 
 __all__ = ["Rpc", "Publish"]
 
@@ -120,7 +121,14 @@ class Rpc:
             reply_to, request_id, params = params["reply_to"], params["id"], params.get("params")
         else:
             reply_to, request_id = response_topic, correlation
+        if not is_topic_name(reply_to):
+            # Mosquitto drops a client that publishes on such a topic (and paho would
+            # send the QoS 1 reply again on every reconnect): answer nobody.
+            logger.warning("%s names no usable reply topic (%.80r): answered nobody", what, reply_to)
+            return
         key = (reply_to, request_id)
+        if not isinstance(request_id, (str, int, float, bytes)) or isinstance(request_id, bool):
+            request_id = None  # not a usable id (a list, ...): answered, but not remembered
         if request_id is not None:
             with self._lock:
                 if key in self._answered:
@@ -138,7 +146,7 @@ class Rpc:
             logger.info("%s failed: %s", what, exc)
             reply = make_reply(None, Status.METHOD_FAILED, exc=exc)
         if envelope:
-            reply["id"] = request_id
+            reply["id"] = key[1]
         else:
             del reply["id"]
         if "exception" in reply:
@@ -147,9 +155,6 @@ class Rpc:
             with self._lock:
                 if key in self._answered:
                     self._answered[key] = reply
-        if not isinstance(reply_to, str) or not reply_to:
-            logger.warning("%s has no reply topic: answered nobody", what)
-            return
         self._send(reply_to, reply, None if envelope else correlation)
 
     def _send(self, reply_to: str, reply: dict[str, Any], correlation: Any) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "encode_level",
     "filter_matches",
     "check_filter",
+    "is_topic_name",
 ]
 
 # What must be escaped anywhere in a level: % / + #, C0 and C1 controls, noncharacters.
@@ -145,6 +146,19 @@ def check_prefix(prefix: str) -> str:
     if "" in prefix.split("/"):
         raise InvalidArgumentError("bad MQTT prefix %r: it has an empty level" % (prefix,))
     return prefix
+
+
+def is_topic_name(topic: Any) -> bool:
+    """Tell whether ``topic`` can be published to: a non-empty str without wildcards,
+    control characters, noncharacters or surrogates, at most 65,535 UTF-8 bytes
+    (Mosquitto drops a client that publishes anything else)."""
+    if not isinstance(topic, str) or not topic or "+" in topic or "#" in topic:
+        return False
+    if _SURROGATE.search(topic) or _UNSAFE.sub("", topic.replace("%", "").replace("/", "")) != topic.replace(
+        "%", ""
+    ).replace("/", ""):
+        return False
+    return len(topic.encode("utf-8")) <= 65535
 
 
 def check_filter(topic_filter: str) -> str:

@@ -11,7 +11,7 @@
   node's events reach it, it answers requests and its own requests work.
 * A few hundred random messages through the broker itself (a raw paho client), then the same check.
 
-What a fuzz case found and the node does not survive yet is an ``xfail(strict=True)`` test at
+What a fuzz case found (and is fixed now) is a test of its own at
 the end of this file, and out of the strategies above (see ``SAFE_INT`` and ``reply_topics``).
 """
 
@@ -329,11 +329,9 @@ def test_random_messages_through_the_broker_then_a_good_client(site: Site, troub
     site.check_serves_a_good_client()
 
 
-# -- what the fuzz found (bugs in sig_mqtt, to be fixed there) ------------------------------------------------
+# -- what the fuzz found (bugs in sig_mqtt, fixed there) -------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="NodeState.decode: float(heartbeat) of a huge JSON int raises OverflowError; "
-                   "Presence.node_state: ts / 1000.0 of a huge ts raises OverflowError (dispatcher job fails)")
 @pytest.mark.parametrize("field", ["heartbeat", "ts"])
 def test_huge_integers_in_a_node_state_are_read_without_error(site: Site, trouble: Trouble, field: str) -> None:
     state = {"online": True, "session": "s", "ts": 1, field: 10**400}
@@ -349,9 +347,6 @@ def _retained(topic: str, payload: bytes) -> paho.MQTTMessage:
     return message
 
 
-@pytest.mark.xfail(strict=True, reason="MqttNode._apply builds the requests dict of a birth outside its try: an "
-                   "unhashable method name raises TypeError, the sender stays in Presence.owners but never "
-                   "reaches the router, and the other changes of that message are skipped")
 def test_a_birth_with_an_unhashable_request_name_is_refused_cleanly(site: Site, trouble: Trouble) -> None:
     for topic, body in (("%s/node/odd" % PREFIX, {"online": True, "session": "s1"}),
                         ("%s/node/odd/sender/odd-sender" % PREFIX, {"events": ["e"], "requests": [["x"]],
@@ -366,8 +361,6 @@ def test_a_birth_with_an_unhashable_request_name_is_refused_cleanly(site: Site, 
     assert (node.presence.owner("odd-sender") is None) == (site.carrier.mirror.senders.get("odd-sender") is None)
 
 
-@pytest.mark.xfail(strict=True, reason="Rpc.answer: an envelope whose id is unhashable (a list) raises TypeError in "
-                   "the request pool (the Future swallows it, nothing logged) and the requester gets no reply")
 def test_a_request_with_an_unhashable_id_gets_an_error_reply(site: Site) -> None:
     got = threading.Event()
     listener = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
@@ -387,11 +380,6 @@ def test_a_request_with_an_unhashable_id_gets_an_error_reply(site: Site) -> None
     assert answered
 
 
-@pytest.mark.xfail(strict=True, reason="Rpc.answer publishes the reply on the envelope's reply_to (or the Response "
-                   "Topic) as it is: a topic with NUL, U+0001 or U+FFFE, or an empty one (the first copy is refused, "
-                   "a redelivery of the same id is answered from the cache with no check), makes Mosquitto drop the "
-                   "responder, and the QoS 1 reply is sent again on every reconnect: any client that may publish a "
-                   "request knocks the node off for good")
 @pytest.mark.parametrize("bad", ["a\x00b", "a\x01b", "a\ufffeb", ""])
 def test_a_request_naming_a_bad_reply_topic_does_not_knock_the_responder_off(bad: str) -> None:
     with Mosquitto() as broker:
