@@ -234,3 +234,21 @@ def test_a_node_that_stops_its_heartbeat_goes_offline(mosquitto: Any, prefix: st
     assert [c[2] for c in calls] == ["#connect", "#disconnect"]
     print("silent node taken as offline after %.2f s (heartbeat 0.5 s)" % took)
     assert 1.0 < took < 3.5
+
+
+def test_tls_with_a_client_certificate(mosquitto_factory: Any, prefix: str, carriers: list[Any]) -> None:
+    import ssl
+
+    broker = mosquitto_factory(tls=True, require_certificate=True)
+    pki = broker.pki
+    anonymous = CarrierMQTTClient(prefix=prefix, tls=broker.ca_file)
+    assert anonymous.connect("localhost", broker.port, auto_reconnect=False) is False  # no certificate: refused
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    context.load_cert_chain(str(pki.client_cert), str(pki.client_key))
+    a = node(carriers, broker.port, prefix=prefix, tls=context)
+    b = node(carriers, broker.port, prefix=prefix, tls=context)
+    rec = Recorder()
+    b.addRemoteListener(rec.listener(), "cert", "e")
+    time.sleep(0.3)
+    a.addRemoteSender("cert", ["e"]).getSignal("e").trigger(1)
+    assert rec.wait_for(1)[0][3] == 1
