@@ -94,6 +94,12 @@ def values(rec: Recorder) -> list[Any]:
     return [call[3] for call in rec.calls]
 
 
+def wait_heard(rec: Recorder, count: int, timeout: float) -> None:
+    """Wait until ``count`` distinct values arrived (a QoS 1 duplicate must not end the wait early)."""
+    assert wait_until(lambda: len(set(values(rec))) >= count, timeout), "only %d of %d heard" % (
+        len(set(values(rec))), count)
+
+
 def heard_once(rec: Recorder) -> list[Any]:
     """The values heard, each once (QoS 1 may deliver twice), in the order first heard."""
     return list(dict.fromkeys(values(rec)))
@@ -186,14 +192,14 @@ def test_broker_restart_with_persistence(mosquitto_factory: Any, carriers: list[
     broker = mosquitto_factory(persistence=True)
     site = Restart(broker, carriers, prefix)
     site.send()
-    site.durable_rec.wait_for(site.sent)
+    wait_heard(site.durable_rec, site.sent, 5)
     site.listener_away_for_a_batch()
-    site.durable_rec.wait_for(site.sent, timeout=10)
+    wait_heard(site.durable_rec, site.sent, 10)
     back = site.broker_away_for_a_batch(kill=how == "SIGKILL")
-    site.durable_rec.wait_for(site.sent, timeout=10)
+    wait_heard(site.durable_rec, site.sent, 10)
     presence = site.births_and_states_back()
     site.send()  # subscriptions resumed
-    site.durable_rec.wait_for(site.sent, timeout=10)
+    wait_heard(site.durable_rec, site.sent, 10)
     durable = heard_once(site.durable_rec)
     site.plain_rec.settle(0.5)
     figure("broker start (after %s) -> all 3 nodes online" % how, back, "s")
@@ -215,7 +221,7 @@ def test_broker_restart_without_persistence_measures_the_loss(mosquitto_factory:
     broker = mosquitto_factory(persistence=False)
     site = Restart(broker, carriers, prefix)
     site.send()
-    site.durable_rec.wait_for(site.sent)
+    wait_heard(site.durable_rec, site.sent, 5)
     # the persistent listener is away when the broker restarts: the broker forgets its session
     site.durable_carrier.disconnect()
     site.send()
