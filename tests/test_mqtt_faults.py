@@ -137,8 +137,9 @@ def test_broker_restart_mid_stream(mosquitto_factory: Any, prefix: str, carriers
                       timeout=10)
     for i in range(20, 30):
         signal_.trigger(i)
-    calls = rec.wait_for(30, timeout=10)
-    assert [c[3] for c in calls] == list(range(30))
+    assert wait_until(lambda: len({c[3] for c in rec.calls}) >= 30, timeout=10), rec.calls[-5:]
+    # QoS 1 is at least once: a PUBACK lost in the restart may bring one event twice
+    assert list(dict.fromkeys(c[3] for c in rec.calls)) == list(range(30))
     # births came back: the sender is connected and answers again
     assert wait_until(lambda: listener.carrier.isSenderConnected("pump"))  # type: ignore[attr-defined]
     assert listener.remoteRequest("pump", "ping") == "pong"
