@@ -28,41 +28,21 @@ Children are started as ``python3 bench/tcp.py --role ROLE ...`` and killed by P
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import queue
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 from typing import Any
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import _children  # bench/_children.py: child processes that report TAG {json} lines
+from _children import CHILD_TIMEOUT, ROOT, report, verdict, wait_for_stdin_line
+
 HOST = "127.0.0.1"
-CHILD_TIMEOUT = 60.0  # the longest any party waits for anything
 
 
-# -- child side: one line per report on stdout ----------------------------------------
-
-
-def report(tag: str, **fields: Any) -> None:
-    sys.stdout.write("%s %s\n" % (tag, json.dumps(fields)))
-    sys.stdout.flush()
-
-
-def wait_for_stdin_line(timeout: float) -> None:
-    """Block until the parent says go (one line on stdin), or give up after ``timeout``."""
-    done = threading.Event()
-
-    def read() -> None:
-        sys.stdin.readline()
-        done.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    done.wait(timeout)
+# -- child side --------------------------------------------------------------------------
 
 
 def _listen() -> socket.socket:
@@ -252,60 +232,10 @@ ROLES = {
 # -- parent side ------------------------------------------------------------------------
 
 
-class Child:
-    """A child process whose stdout lines ``TAG {json}`` can be awaited with a timeout."""
+class Child(_children.Child):
+    """A party of this benchmark: ``python3 bench/tcp.py --role ROLE``."""
 
-    def __init__(self, role: str, **args: Any) -> None:
-        argv = [sys.executable, os.path.abspath(__file__), "--role", role]
-        for key, value in args.items():
-            argv += ["--%s" % key, str(value)]
-        self.role = role
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        with contextlib.suppress(OSError, ValueError):  # closed by kill()
-            for line in self.proc.stdout:
-                self.lines.put(line)
-        self.lines.put(None)
-
-    def expect(self, tag: str, timeout: float = CHILD_TIMEOUT) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise RuntimeError("%s: no %s in %.0f s" % (self.role, tag, timeout)) from None
-            if line is None:
-                raise RuntimeError("%s exited (code %s) before %s" % (self.role, self.proc.poll(), tag))
-            word, _, rest = line.partition(" ")
-            if word == tag:
-                return json.loads(rest) if rest.strip() else {}
-            if word == "ERROR":
-                raise RuntimeError("%s: %s" % (self.role, rest.strip()))
-
-    def go(self) -> None:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write("go\n")
-            self.proc.stdin.flush()
-        except OSError:
-            pass
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5.0)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            try:
-                if stream is not None:
-                    stream.close()
-            except OSError:
-                pass
+    script = os.path.abspath(__file__)
 
 
 def run_raw(n: int, children: list[Child]) -> dict[str, Any]:
@@ -350,10 +280,6 @@ def run_sig(n: int, requests: int, warmup: int, children: list[Child]) -> tuple[
     responder.go()
     server.go()
     return result, rtt
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
 
 
 def main() -> int:
