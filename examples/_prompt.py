@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 import sig
 
-__all__ = ["ask", "ask_name", "ask_data", "ask_int", "ask_float", "ask_level", "fail"]
+__all__ = ["ask", "ask_name", "ask_data", "ask_int", "ask_float", "ask_level", "ask_subscriptions", "fail"]
 
 # Line-buffered output, so the log lines show up at once even through a pipe.
 if hasattr(sys.stdout, "reconfigure"):
@@ -84,3 +84,33 @@ def ask_level(label: str = "Log level", default: str = "info") -> int:
     if answer not in _LEVELS:
         fail("%s must be one of %s, not %r" % (label, ", ".join(_LEVELS), answer))
     return _LEVELS[answer]
+
+
+def ask_subscriptions() -> list[tuple[str | None, str | None]]:
+    """Read ``Sender N:`` / ``Event  N:`` answers until a blank sender; ``None`` means any.
+
+    A sender given with no event listens to all its events (web_events_logger, alert_listener).
+    """
+    subscriptions: list[tuple[str | None, str | None]] = []
+    number = 0
+    while True:
+        number += 1
+        sender = _answer("Sender %d:" % number)
+        if not sender:
+            return subscriptions
+        count = 0
+        while True:
+            event = _answer("Event  %d:" % (count + 1))
+            if not event:
+                break
+            count += 1
+            subscriptions.append((None if sender == "None" else sender, None if event == "None" else event))
+        if count == 0:
+            subscriptions.append((None if sender == "None" else sender, None))
+
+
+def _answer(prompt: str) -> str:
+    try:
+        return input(prompt).strip()
+    except EOFError:
+        return ""

@@ -22,38 +22,11 @@ arguments, or fills in ``{sender}``, ``{event}``, ``{data}``, ``{title}``,
 import sys
 import time
 
-from _prompt import ask, ask_int
+from _prompt import ask, ask_int, ask_subscriptions
 
 import sig
 from sig._alert import Alerter
 from sig.carrier.tcpclient import CarrierTCPClient
-
-
-def ask_subscriptions():
-    """Read ``Sender N:`` / ``Event  N:`` answers until a blank sender; ``None`` means any."""
-    subscriptions = []
-    number = 0
-    while True:
-        number += 1
-        sender = _answer("Sender %d:" % number)
-        if not sender:
-            return subscriptions
-        count = 0
-        while True:
-            event = _answer("Event  %d:" % (count + 1))
-            if not event:
-                break
-            count += 1
-            subscriptions.append((None if sender == "None" else sender, None if event == "None" else event))
-        if count == 0:  # a sender with no event: listen to all its events
-            subscriptions.append((None if sender == "None" else sender, None))
-
-
-def _answer(prompt):
-    try:
-        return input(prompt).strip()
-    except EOFError:
-        return ""
 
 
 def register_on_connect():
