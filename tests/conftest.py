@@ -80,3 +80,14 @@ def pytest_configure(config: Any) -> None:
 
 
 FactoryT = Callable[..., sig.ClientRouter]
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Any]]:
+    """Processes a test started (``test_cli.Proc``), killed by PID at its end whatever happens."""
+    started: list[Any] = []
+    try:
+        yield started
+    finally:
+        for proc in started:
+            proc.kill()

@@ -448,6 +448,17 @@ def embedded_broker() -> Iterator[EmbeddedBroker]:
 
 
 @pytest.fixture
+def carriers() -> Iterator[list[Any]]:
+    """MQTT carriers (``CarrierMQTTClient``) a test made, disconnected at its end whatever happens."""
+    made: list[Any] = []
+    try:
+        yield made
+    finally:
+        for carrier in made:
+            carrier.disconnect()
+
+
+@pytest.fixture
 def mosquitto_factory() -> Iterator[Callable[..., Mosquitto]]:
     """``factory(start=True, **options) -> Mosquitto`` (options as :class:`Mosquitto`),
     started unless ``start=False``; all are stopped and removed after the test."""

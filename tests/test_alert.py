@@ -10,7 +10,6 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,17 +20,6 @@ import sig
 from sig._alert import Alerter, AlertError
 
 TIMEOUT = 10.0
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    """Processes started by a test, killed by PID at its end whatever happens."""
-    started: list[Proc] = []
-    try:
-        yield started
-    finally:
-        for proc in started:
-            proc.kill()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -115,17 +114,6 @@ class Proc:
             self.popen.wait(WAIT)
         for reader in self._readers:
             reader.join(WAIT)
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    """Processes started by a test, killed by PID at its end whatever happens."""
-    started: list[Proc] = []
-    try:
-        yield started
-    finally:
-        for proc in started:
-            proc.kill()
 
 
 def start(procs: list[Proc], *args: str, stdin: str | None = None) -> Proc:

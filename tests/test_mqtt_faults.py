@@ -13,7 +13,6 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -57,14 +56,6 @@ def start_node(port: int, prefix: str, senders: list[str], nid: str | None = Non
 @pytest.fixture
 def prefix() -> str:
     return "f%s/sig" % uuid.uuid4().hex[:8]
-
-
-@pytest.fixture
-def carriers() -> Iterator[list[CarrierMQTTClient]]:
-    made: list[CarrierMQTTClient] = []
-    yield made
-    for carrier in made:
-        carrier.disconnect()
 
 
 def node(carriers: list[CarrierMQTTClient], port: int, **settings: Any) -> sig.ClientRouter:

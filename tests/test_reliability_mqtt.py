@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -63,16 +63,6 @@ def figure(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str],
 @pytest.fixture
 def prefix() -> str:
     return "r%s/sig" % uuid.uuid4().hex[:8]
-
-
-@pytest.fixture
-def carriers() -> Iterator[list[CarrierMQTTClient]]:
-    made: list[CarrierMQTTClient] = []
-    try:
-        yield made
-    finally:
-        for carrier in made:
-            carrier.disconnect()
 
 
 def node(carriers: list[CarrierMQTTClient], port: int, prefix: str, **settings: Any) -> sig.ClientRouter:

@@ -109,17 +109,6 @@ class Web:
 
 
 @pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    """Processes started by a test, killed by PID at its end whatever happens."""
-    started: list[Proc] = []
-    try:
-        yield started
-    finally:
-        for proc in started:
-            proc.kill()
-
-
-@pytest.fixture
 def net() -> Iterator[Sig]:
     n = Sig()
     try:
