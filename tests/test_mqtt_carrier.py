@@ -381,3 +381,16 @@ def test_retained_last_value_reaches_a_late_listener_once(mosquitto: Any, protoc
             (True, "changed", 21.5), (False, "changed", 22.0)]
     finally:
         m.close()
+
+
+@pytest.mark.parametrize(("settings", "error"), [
+    ({"protocol": 3}, ValueError),
+    ({"qos": 3}, ValueError),
+    ({"prefix": "$sys"}, ValueError),
+    ({"prefix": "a/+/b"}, ValueError),
+    ({"tls": 42}, TypeError),
+])
+def test_bad_settings_are_refused_at_once(settings: dict[str, Any], error: type) -> None:
+    with pytest.raises(error) as info:
+        CarrierMQTTClient(**settings)
+    assert str(info.value)
