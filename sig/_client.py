@@ -66,7 +66,9 @@ class ClientRouter(Router):
 
     Args:
         carrier: e.g. :class:`~sig.carrier.tcpclient.CarrierTCPClient`.
-        request_timeout: default seconds to wait for a server reply.
+        request_timeout: default seconds to wait for a server reply (default: the
+            carrier's own ``request_timeout`` when it has one, as the MQTT carriers do;
+            else 10).
         buffer_size: most signals kept while disconnected (the oldest are dropped, logged and counted).
 
     All other arguments are those of :class:`Router`.
@@ -75,7 +77,7 @@ class ClientRouter(Router):
     def __init__(
         self,
         carrier: Carrier,
-        request_timeout: float = 10.0,
+        request_timeout: float | None = None,
         buffer_size: int = 10000,
         class_sender: type[Sender] = Sender,
         class_signal: type[Signal] = Signal,
@@ -83,7 +85,10 @@ class ClientRouter(Router):
     ) -> None:
         super().__init__(class_sender=class_sender, class_signal=class_signal, class_event=class_event)
         self.carrier = carrier
-        self.request_timeout = request_timeout
+        if request_timeout is None:
+            carrier_timeout = getattr(carrier, "request_timeout", None)
+            request_timeout = float(carrier_timeout) if isinstance(carrier_timeout, (int, float)) else 10.0
+        self.request_timeout: float = request_timeout
         self.dropped_signals = 0
         self._remote_senders: dict[Ident, _RemoteSender] = {}
         self._remote_listeners: list[_RemoteListener] = []

@@ -88,7 +88,8 @@ class CarrierMQTTClient(Carrier):
         keepalive: MQTT keepalive in seconds.
         session_expiry: seconds the broker keeps our session, so QoS 1 events
             published while we are away reach us when we come back.
-        request_timeout: default seconds a request waits.
+        request_timeout: default seconds a request waits (the ClientRouter built on
+            this carrier takes it as its own default).
         heartbeat: seconds between node-state refreshes (others take us as
             offline after 3 heartbeats without one).
         buffer_size: events kept while the broker is unreachable.
@@ -120,6 +121,7 @@ class CarrierMQTTClient(Carrier):
         self.on_disconnected: Callable[[], Any] | None = None
         self.auto_reconnect = False
         self.address: tuple[str, int] | None = None
+        self.request_timeout = request_timeout
         self.mirror = ServerRouter(request_timeout=request_timeout)
         self._end = _MirrorEnd(self)
         self.mirror.attach(self._end)

@@ -224,6 +224,36 @@ def test_requests(mq: Mq) -> None:
     assert time.monotonic() - started < 1.5
 
 
+def test_carrier_request_timeout_governs_the_client_router(mq: Mq) -> None:
+    """``CarrierMQTTClient(request_timeout=1.0)`` is the default of the ClientRouter built on it.
+
+    A late reply (the handler takes 3 s) never answers the next request.
+    """
+    responder = mq.node()
+    carrier = mq.carrier(request_timeout=1.0)
+    requester = sig.ClientRouter(carrier)  # no request_timeout of its own: the carrier's
+    assert carrier.connect("127.0.0.1", mq.port), carrier.last_error
+    assert requester.request_timeout == 1.0
+    release = threading.Event()
+
+    def slow(params: Any) -> Any:
+        release.wait(3.0)
+        return "late %s" % params
+
+    responder.addRemoteSender("slowpoke", ["e"], requests={"slow": slow, "fast": lambda p: "fast %s" % p})
+    assert wait_until(lambda: carrier.isSenderConnected("slowpoke"))
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        requester.remoteRequest("slowpoke", "slow", 1)
+    elapsed = time.monotonic() - started
+    assert 0.9 <= elapsed < 2.5, elapsed
+    release.set()  # the late reply goes out now
+    assert requester.remoteRequest("slowpoke", "fast", 2) == "fast 2"
+    assert requester.remoteRequest("slowpoke", "fast", 3) == "fast 3"
+    # An explicit ClientRouter setting still wins over the carrier's.
+    assert sig.ClientRouter(mq.carrier(request_timeout=1.0), request_timeout=7.0).request_timeout == 7.0
+
+
 def test_request_inside_a_listener_and_to_own_sender(mq: Mq) -> None:
     node = mq.node()
     other = mq.node()
