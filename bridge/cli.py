@@ -41,7 +41,7 @@ def build_parser() -> ArgumentParser:
                         help="where to find or start the local broker (default 127.0.0.1:1883)")
     parser.add_argument("--listen", metavar="HOST:PORT", help="pysig TCP address (default 127.0.0.1:3000)")
     parser.add_argument("--prefix", help="root of sig's MQTT topics (default sig)")
-    parser.add_argument("--node-id", help="MQTT client id / node id (default sig-bridge)")
+    parser.add_argument("--node-id", help="MQTT client id / node id (default sig-bridge-<hostname>-<listen port>)")
     parser.add_argument("--config", metavar="FILE", help="TOML config: [bridge], [[inbound]], [[outbound]], [auth]")
     parser.add_argument("--password-file", metavar="FILE", help="MQTT password (else $SIG_MQTT_PASSWORD)")
     parser.add_argument("--log-level", choices=list(LEVELS), help="default info")
@@ -91,7 +91,7 @@ def settings_from(args: Any, config: BridgeConfig | None) -> tuple[BridgeSetting
         broker_listen=broker_listen,
         embedded=bool(args.embedded or (section is not None and getattr(section, "embedded", False))),
         prefix=_prefix(args.prefix, pick(args.mqtt, "mqtt", None), section),
-        node_id=pick(args.node_id, "node_id", "sig-bridge"),
+        node_id=pick(args.node_id, "node_id", None),
         password=password or os.environ.get("SIG_MQTT_PASSWORD"),
         heartbeat=float(pick(None, "heartbeat", 30.0)),
         rules=Rules.from_config(config) if config is not None else None,

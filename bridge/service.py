@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +25,22 @@ from sig_mqtt.broker import EmbeddedBroker
 
 from .rules import Rules
 
-__all__ = ["Bridge", "BridgeSettings", "BridgeError"]
+__all__ = ["Bridge", "BridgeSettings", "BridgeError", "default_node_id"]
 
 logger = logging.getLogger("sig.bridge")
+
+
+def default_node_id(port: int, hostname: str | None = None) -> str:
+    """The node id of a bridge given none: ``sig-bridge-<hostname>-<listen port>``.
+
+    Unique per host and listen port (two bridges on one broker do not take each
+    other's session) and stable across restarts (persistent sessions and retained
+    births line up). Characters other than letters, digits, ``-`` and ``_`` become
+    ``-``, so the id is one plain topic level on every broker.
+    """
+    host = hostname if hostname is not None else socket.gethostname()
+    host = re.sub(r"[^A-Za-z0-9_-]+", "-", host).strip("-") or "host"
+    return "sig-bridge-%s-%d" % (host, port)
 
 
 class BridgeError(Exception):
@@ -42,7 +56,7 @@ class BridgeSettings:
     broker_listen: tuple[str, int] = ("127.0.0.1", 1883)
     embedded: bool = False
     prefix: str = "sig"
-    node_id: str = "sig-bridge"
+    node_id: str | None = None  # None: default_node_id(listen port)
     password: str | None = None
     heartbeat: float = 30.0
     rules: Rules | None = None
@@ -84,13 +98,15 @@ class Bridge:
         except sig.CarrierError as exc:
             self.stop()
             raise BridgeError(str(exc)) from None
+        if settings.node_id is None:  # known once the TCP port is (``--listen HOST:0``)
+            mqtt.client_id = default_node_id(self.tcp.port or settings.listen[1])
         self.router.attach(mqtt)
         self.mqtt = mqtt
         self._install_rules()
         assert self.broker_address is not None
         host, port = self.broker_address
         logger.info("[BRIDGE] pysig TCP on %s:%s, MQTT node %s on %s:%s (prefix %s)", self.tcp.host, self.tcp.port,
-                    settings.node_id, host, port, settings.prefix)
+                    mqtt.client_id, host, port, settings.prefix)
         if not mqtt.start(host, port, auto_reconnect=True):
             logger.warning("[BRIDGE] broker %s:%s not reachable yet (%s): retrying in the background", host, port,
                            mqtt.last_error or "no answer")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import ssl
 import threading
@@ -26,6 +27,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from sig._errors import CarrierError
+
+from ._subacks import Subacks
+from ._takeover import DropGuard
 
 __all__ = ["MqttLink", "Will", "make_tls_context", "properties"]
 
@@ -74,6 +78,11 @@ class MqttLink:
         on_message: ``on_message(message)`` for every PUBLISH received.
         will: the Last Will (retained, QoS 1).
         session_expiry: seconds the broker keeps our session (None: a clean session each time).
+        drop_window, drop_limit, drop_backoff, drop_backoff_max: a session takeover
+            (another client with our id) or a connection that ends within
+            ``drop_window`` s of its CONNACK, ``drop_limit`` times in a row, is logged
+            as such and makes the link wait ``drop_backoff`` s (doubling up to
+            ``drop_backoff_max``) before it tries again, instead of fighting.
     """
 
     def __init__(
@@ -95,6 +104,10 @@ class MqttLink:
         reconnect_min: float = 0.25,
         reconnect_max: float = 5.0,
         max_inflight: int = 100,
+        drop_window: float = 3.0,
+        drop_limit: int = 3,
+        drop_backoff: float = 10.0,
+        drop_backoff_max: float = 300.0,
     ) -> None:
         if protocol not in (4, 5):
             raise ValueError("protocol must be 5 (MQTT 5) or 4 (MQTT 3.1.1), not %r" % (protocol,))
@@ -111,6 +124,8 @@ class MqttLink:
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
         self.max_inflight = max_inflight
+        self.drops = DropGuard(drop_window, drop_limit, drop_backoff, drop_backoff_max)
+        self.subacks = Subacks()
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
         self._on_message = on_message
@@ -124,6 +139,7 @@ class MqttLink:
         self._first = threading.Event()  # the first attempt ended (either way)
         self._fallback = threading.Event()
         self._lock = threading.Lock()
+        self._sub_lock = threading.Lock()
         self._outstanding = 0
         self._low_water = -1  # >= 0 while publishers wait for the count to fall that low
         self._waiters = 0
@@ -238,7 +254,7 @@ class MqttLink:
         return self._outstanding
 
     def subscribe(self, filters: list[tuple[str, int | None]], qos: int, no_local: bool = False) -> None:
-        """Subscribe ``[(filter, subscription identifier or None)]``."""
+        """Subscribe ``[(filter, subscription identifier or None)]`` (see :meth:`wait_subscribed`)."""
         client = self._client
         if client is None or not filters:
             return
@@ -246,9 +262,21 @@ class MqttLink:
             for topic_filter, sid in filters:
                 props = None if sid is None else properties(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=sid)
                 options = SubscribeOptions(qos=qos, noLocal=no_local)
-                client.subscribe(topic_filter, options=options, properties=props)
+                with self._sub_lock:  # the SUBACK's callback waits until its mid is known
+                    rc, mid = client.subscribe(topic_filter, options=options, properties=props)
+                    if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
+                        self.subacks.sent(mid, [topic_filter])
         else:
-            client.subscribe([(topic_filter, qos) for topic_filter, _ in filters])
+            with self._sub_lock:
+                rc, mid = client.subscribe([(topic_filter, qos) for topic_filter, _ in filters])
+                if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
+                    self.subacks.sent(mid, [topic_filter for topic_filter, _ in filters])
+
+    def wait_subscribed(self, mark: tuple[int, int], timeout: float) -> bool:
+        """Wait until the broker acknowledged every SUBSCRIBE sent before ``mark`` (``subacks.mark()``)."""
+        if threading.current_thread() is self.network_thread:
+            return False  # the SUBACK is read on this very thread
+        return self.subacks.wait(mark, timeout)
 
     def unsubscribe(self, filters: list[str]) -> None:
         """Unsubscribe filters."""
@@ -282,6 +310,7 @@ class MqttLink:
         client.on_disconnect = self._paho_disconnect
         client.on_message = self._paho_message
         client.on_publish = self._paho_publish
+        client.on_subscribe = self._paho_subscribe
         client.on_connect_fail = self._paho_connect_fail
         client.on_socket_open = self._paho_socket_open
         assert self.address is not None
@@ -361,8 +390,10 @@ class MqttLink:
                 client.disconnect()
             self._first.set()
             return
+        self.subacks.reset()
         self.connected = True
         self.last_error = None
+        self.drops.connected(time.monotonic())
         try:
             self._on_connect(self.protocol, bool(flags.session_present))
         finally:
@@ -389,15 +420,39 @@ class MqttLink:
             return
         with self._lock:
             self._drained.notify_all()
+        self.subacks.reset()
         if was_connected:
+            self._judge_drop(client, reason)
             self._on_disconnect(str(reason))
         self._first.set()
+
+    def _judge_drop(self, client: paho.Client, reason: Any) -> None:
+        """Log a session takeover as one, and back off after several in a row (see :mod:`._takeover`)."""
+        code = getattr(reason, "value", None)
+        verdict = self.drops.dropped(time.monotonic(), code if isinstance(code, int) else None, random.random())
+        message = verdict.message(self.client_id)
+        if message is not None:
+            self.last_error = message
+            logger.warning("[MQTT] %s", message)
+        if verdict.delay is not None:
+            client.reconnect_delay_set(verdict.delay, verdict.delay)  # type: ignore[arg-type]
+        elif verdict.streak == 0:
+            client.reconnect_delay_set(self.reconnect_min, self.reconnect_max)  # type: ignore[arg-type]
 
     def _paho_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         try:
             self._on_message(message)
         except Exception:
             logger.exception("handling a message on %s failed", message.topic)
+
+    def _paho_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
+        if client is not self._client:
+            return
+        with self._sub_lock:
+            refused = self.subacks.acked(mid, list(reasons or ()))
+        for topic_filter, reason in refused:
+            logger.error("[MQTT] the broker refused the subscription to %s: %s (its listeners hear nothing)",
+                         topic_filter, reason)
 
     def _paho_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         self._done()

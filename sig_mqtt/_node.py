@@ -75,6 +75,8 @@ class MqttNode:
             ``(sender, event)`` pairs.
         max_payload: larger messages on sig's topics are dropped with a warning
             (1 MiB by default, as the TCP frame limit).
+        subscribe_timeout: seconds a listener registration waits for the broker's
+            SUBACK (clustered brokers take up to ~1 s).
         on_up, on_down: called (on the dispatcher thread) when the node is
             online and has re-published its state, and when it lost the broker.
         link_settings: keyword arguments of :class:`~sig_mqtt._link.MqttLink`.
@@ -95,6 +97,7 @@ class MqttNode:
         follow_all: bool = False,
         retain: Any = False,
         max_payload: int = 1 << 20,
+        subscribe_timeout: float = 5.0,
         on_up: Callable[[], None] | None = None,
         on_down: Callable[[], None] | None = None,
         **link_settings: Any,
@@ -111,6 +114,7 @@ class MqttNode:
         self.request_timeout = request_timeout
         self.retain = retain if isinstance(retain, bool) else frozenset(retain)
         self.max_payload = max_payload
+        self.subscribe_timeout = subscribe_timeout
         self.dropped_oversized = 0
         self.on_up = on_up
         self.on_down = on_down
@@ -337,8 +341,13 @@ class MqttNode:
                     self._listeners_changed(name, event, True)
 
     def _listeners_changed(self, sender: Any, event: Any, added: bool) -> None:
-        """Router watcher: subscribe what the router's listeners need."""
+        """Router watcher: subscribe what the router's listeners need.
+
+        A new subscription is waited for (its SUBACK, at most ``subscribe_timeout``
+        seconds): once ``addListener`` returns, the listener hears what is published.
+        """
         key = (sender, event)
+        mark = None
         with self._lock:
             count = self._demand.get(key, 0) + (1 if added else -1)
             if count > 0:
@@ -349,6 +358,12 @@ class MqttNode:
                 for topic_filter in demand_filters(self.topics, sender, event):
                     change = self._filters.add(topic_filter) if added else self._filters.remove(topic_filter)
                     self._apply_filters(change)
+                if added and self.link.connected:
+                    mark = self.link.subacks.mark()
+        if mark is not None and threading.current_thread() is not self._dispatcher:
+            if not self.link.wait_subscribed(mark, self.subscribe_timeout):
+                logger.warning("[MQTT] no SUBACK in %.1f s for the listener on (%r, %r): it may miss the first "
+                               "events", self.subscribe_timeout, sender, event)
 
     def _apply_filters(self, change: tuple[list[tuple[str, int | None]], list[str]]) -> None:
         subscribe, unsubscribe = change

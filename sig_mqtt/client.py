@@ -182,6 +182,14 @@ class CarrierMQTTClient(Carrier):
         except (TypeError, ValueError):
             pass  # not an identifier: the request fails with a clear error later
 
+    def sync(self, timeout: float = 5.0) -> bool:
+        """Wait until what this node published so far went through the broker and came back.
+
+        Births, events and subscriptions sent before the call are then in effect
+        (retained births stored, listeners subscribed). False when offline or on timeout.
+        """
+        return self.node.round_trip(timeout)
+
     @property
     def last_error(self) -> str | None:
         """Why the last connection attempt failed, if it did."""

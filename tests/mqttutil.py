@@ -296,10 +296,16 @@ def _client(tool: str, port: int) -> list[str]:
 def mosquitto_pub(port: int, topic: str, payload: str, *extra: str) -> None:
     """Publish one message with ``mosquitto_pub`` (empty ``payload``: a zero-length one).
 
+    QoS 1 unless ``extra`` says ``-q``: mosquitto_pub then exits only after the broker's PUBACK,
+    so the message is the broker's before the test's next step. At QoS 0 it sends PUBLISH and
+    DISCONNECT back to back and nothing tells whether the broker routed it.
+
     Raises:
         AssertionError: it exited with an error (its stderr in the message).
     """
-    args = [*_client("mosquitto_pub", port), "-t", topic, *(["-n"] if payload == "" else ["-m", payload]), *extra]
+    qos = [] if "-q" in extra else ["-q", "1"]
+    args = [*_client("mosquitto_pub", port), "-t", topic, *(["-n"] if payload == "" else ["-m", payload]), *qos,
+            *extra]
     done = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLIENT_TIMEOUT)
     assert done.returncode == 0, "mosquitto_pub failed (%s): %s" % (done.returncode, done.stderr.strip())
 
