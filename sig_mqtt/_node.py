@@ -562,11 +562,12 @@ class MqttNode:
         if payload and state is None:
             logger.warning("unreadable state of node %s: %.100r", nid, payload)
         if nid == self.nid:
-            if state is not None and not state.online and state.session == self.session and self.ready and (
-                not self._leaving
-            ):
-                logger.warning("[MQTT] the broker says node %s is offline (same client id twice?): online again",
-                               nid)
+            # Our Will (a takeover fires it), or the Will of another client with our id: we are
+            # the live one, so the node is online again (one that backs off is not ready).
+            if state is not None and not state.online and self.ready and not self._leaving:
+                logger.warning("[MQTT] the broker says node %s is offline (%s): online again", nid,
+                               "our own Will" if state.session == self.session else
+                               "the Will of another client with the same id")
                 self._publish_state(True)
             return
         self._apply(self.presence.node_state(nid, state, retained, time.time()))

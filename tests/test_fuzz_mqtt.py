@@ -364,12 +364,14 @@ def test_a_birth_with_an_unhashable_request_name_is_refused_cleanly(site: Site, 
 def test_a_request_with_an_unhashable_id_gets_an_error_reply(site: Site) -> None:
     got = threading.Event()
     listener = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    subscribed = threading.Event()
     listener.on_message = lambda client, userdata, message: got.set()
+    listener.on_subscribe = lambda *args: subscribed.set()
     listener.connect("127.0.0.1", site.broker.port)
     listener.subscribe(PREFIX + "/reply/fuzz-requester", qos=1)
     listener.loop_start()
     try:
-        time.sleep(0.3)
+        assert subscribed.wait(5)
         message = paho.MQTTMessage(topic=("%s/request/svc/echo" % PREFIX).encode())
         message.payload = json.dumps({"id": [1], "reply_to": PREFIX + "/reply/fuzz-requester", "params": 1}).encode()
         site.carrier.node._message(message)

@@ -148,6 +148,7 @@ def test_same_client_id_twice_backs_off_instead_of_fighting(
         named = log.matching(what)
         assert named and all(repr(nid) in line and "--node-id" in line for line in named), log.lines
         # One of them now waits 30 s or more; the other keeps the session undisturbed.
+        assert wait_until(lambda: any(r.carrier.isConnected() for r in (first, second)), 10.0)  # type: ignore[attr-defined]
         holder = next(r for r in (first, second) if r.carrier.isConnected())  # type: ignore[attr-defined]
         drops_before = len(log.matching(what))
         listener = CarrierMQTTClient(prefix=prefix, protocol=protocol)
@@ -157,7 +158,7 @@ def test_same_client_id_twice_backs_off_instead_of_fighting(
         rec = Recorder()
         observer.addRemoteListener(rec.listener(), "beacon", "tick")
         beacon = holder.addRemoteSender("beacon", ["tick"])
-        assert wait_until(lambda: listener.isSenderConnected("beacon"))
+        assert wait_until(lambda: listener.isSenderConnected("beacon"), 10.0), log.lines
         for i in range(20):
             beacon.getSignal("tick").trigger(i)
             time.sleep(0.1)

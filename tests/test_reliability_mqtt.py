@@ -129,7 +129,7 @@ class Restart:
         pump = self.sender.addRemoteSender("pump", ["count"], requests={"ping": lambda p: "pong"})
         self.count = pump.getSignal("count")
         self.sent = 0
-        time.sleep(0.3)
+        assert self.sender.carrier.sync()  # type: ignore[attr-defined]  # its birth and request filter are in effect
 
     def send(self, n: int | None = None) -> None:
         for _ in range(n or self.BATCH):
@@ -140,7 +140,7 @@ class Restart:
         """The persistent listener leaves, a batch is published, it comes back."""
         self.durable_carrier.disconnect()
         self.send()
-        time.sleep(0.3)
+        assert self.sender.carrier.sync()  # type: ignore[attr-defined]  # the batch is queued for the durable session
         assert self.durable_carrier.connect("127.0.0.1", self.broker.port)
 
     def broker_away_for_a_batch(self, kill: bool = False, durable: bool = True) -> float:
@@ -260,7 +260,6 @@ def test_vanished_node_disconnect_within_1_5_keepalive(mosquitto: Mosquitto, car
 
     listener.addRemoteListener(hear, None, sig.EVENT_DISCONNECT)
     listener.addRemoteListener(hear, None, sig.EVENT_CONNECT)
-    time.sleep(0.3)
     proc = start_node(mosquitto.port, prefix, ["k1", "k2"], keepalive=KEEPALIVE)
     try:
         assert came.wait(5)
@@ -304,7 +303,6 @@ def test_slow_listener_on_one_node_delays_no_other_node(mosquitto: Mosquitto, ca
 
     slow.addRemoteListener(crawl, "busy", "e")
     fast.addRemoteListener(quick, "busy", "e")
-    time.sleep(0.3)
     signal_ = sender.addRemoteSender("busy", ["e"]).getSignal("e")
     started = time.monotonic()
     for n in range(events):
@@ -351,7 +349,6 @@ def test_burst_of_100k_events_while_the_broker_is_down_keeps_memory_bounded(
     listener = node(carriers, mosquitto.port, prefix)
     heard: list[int] = []
     listener.addRemoteListener(lambda info, data: heard.append(data), "burst", "e")
-    time.sleep(0.3)
     server = None
     if side == "ClientRouter":
         router: Any = node(carriers, mosquitto.port, prefix, reconnect_min=1.5, reconnect_max=1.5)
@@ -440,7 +437,6 @@ def test_mosquitto_acl_prevents_publishing_another_nodes_sender_topics(mosquitto
     watcher = node(carriers, broker.port, prefix, client_id="watcher", username="watcher", password="w-pw")
     rec = Recorder()
     watcher.addRemoteListener(rec.listener())
-    time.sleep(0.3)
     # mosquitto_pub: each user on its own topics, then on another's
     auth = {user: ("-u", user, "-P", password) for user, password in USERS.items()}
     attempts = [("kitchen", "kitchen", True), ("kitchen", "garage", False), ("garage", "garage", True),
@@ -458,8 +454,7 @@ def test_mosquitto_acl_prevents_publishing_another_nodes_sender_topics(mosquitto
                       [(s, "node", [nid, s]) for nid, s in (("kitchen", "kitchen"), ("hub", "hub.a"),
                                                             ("hub", "hub.b"))])
     rec.wait_for(len(expected), timeout=10)
-    time.sleep(0.5)
-    got = sorted((c[1], c[2], c[3]) for c in rec.settle() if not str(c[2]).startswith("#"))
+    got = sorted((c[1], c[2], c[3]) for c in rec.settle(0.5) if not str(c[2]).startswith("#"))
     denied = broker.log_text().count("Denied PUBLISH")
     figure("publishes tried on another user's sender topics", 5, "")
     figure("of those that reached a listener", sum(1 for c in got if c not in expected), "")
@@ -489,7 +484,7 @@ def test_concurrent_publishers_waiting_for_the_backlog_all_wake_up() -> None:
     threads = [threading.Thread(target=publisher) for _ in range(3)]
     for thread in threads:
         thread.start()
-    time.sleep(0.2)  # all three wait now
+    assert wait_until(lambda: link._waiters == 3)  # all three wait now
     drained = time.monotonic()
     for _ in range(10):  # every publish acknowledged
         link._done()
