@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mqttutil import mosquitto_sub
 from netutil import Recorder, wait_until
 from test_bridge import BridgeProc
 
@@ -148,8 +149,14 @@ def test_same_client_id_twice_backs_off_instead_of_fighting(
         named = log.matching(what)
         assert named and all(repr(nid) in line and "--node-id" in line for line in named), log.lines
         # One of them now waits 30 s or more; the other keeps the session undisturbed.
-        assert wait_until(lambda: any(r.carrier.isConnected() for r in (first, second)), 10.0)  # type: ignore[attr-defined]
-        holder = next(r for r in (first, second) if r.carrier.isConnected())  # type: ignore[attr-defined]
+        carriers = [r.carrier for r in (first, second)]
+
+        def one_holds() -> bool:  # the link, not the node: a node learns of its drop a moment later
+            links = [c.node.link.connected for c in carriers]  # type: ignore[attr-defined]
+            return links.count(True) == 1 and carriers[links.index(True)].isConnected()  # type: ignore[attr-defined]
+
+        assert wait_until(one_holds, 10.0), log.lines
+        holder = (first, second)[[c.node.link.connected for c in carriers].index(True)]  # type: ignore[attr-defined]
         drops_before = len(log.matching(what))
         listener = CarrierMQTTClient(prefix=prefix, protocol=protocol)
         made.append(listener)
@@ -158,7 +165,12 @@ def test_same_client_id_twice_backs_off_instead_of_fighting(
         rec = Recorder()
         observer.addRemoteListener(rec.listener(), "beacon", "tick")
         beacon = holder.addRemoteSender("beacon", ["tick"])
-        assert wait_until(lambda: listener.isSenderConnected("beacon"), 10.0), log.lines
+        if not wait_until(lambda: listener.isSenderConnected("beacon"), 10.0):
+            retained = mosquitto_sub(mosquitto.port, "%s/node/#" % prefix, 0, 1.0)
+            presence = listener.node.presence
+            pytest.fail("beacon not seen: holder ready %s; observer's view %r %r; retained %r; log %r" % (
+                holder.carrier.isConnected(), {n: (v.state, v.stale, v.senders) for n, v in presence.nodes.items()},  # type: ignore[attr-defined]
+                presence.births, retained, log.lines))
         for i in range(20):
             beacon.getSignal("tick").trigger(i)
             time.sleep(0.1)
