@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import unquote, urlsplit
 
-from sig_mqtt._topics import encode_level
+from sig_mqtt import encode_level
 
 from .config import AclEntry, BridgeConfig, Placeholder
 

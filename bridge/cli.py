@@ -20,8 +20,8 @@ import sys
 from typing import Any
 
 from sig import VERSION
-from sig._cli_util import LEVELS, ArgumentParser, CliError, Stopper, UsageError, parse_address, setup_logging
-from sig_mqtt._url import parse_url, read_password_file
+from sig_apps.options import LEVELS, ArgumentParser, CliError, Stopper, UsageError, parse_address, setup_logging
+from sig_mqtt import parse_url, read_password_file
 
 from .config import BridgeConfig, ConfigError, load_config
 from .rules import Rules

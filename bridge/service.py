@@ -19,9 +19,7 @@ from typing import Any
 
 import sig
 from sig.carrier.tcpserver import CarrierTCPServer
-from sig_mqtt import CarrierMQTTServer
-from sig_mqtt._payload import encode_data
-from sig_mqtt.broker import EmbeddedBroker
+from sig_mqtt import CarrierMQTTServer, EmbeddedBroker, encode_data
 
 from .rules import Rules
 

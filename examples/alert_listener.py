@@ -25,8 +25,8 @@ import time
 from _prompt import ask, ask_int, ask_subscriptions
 
 import sig
-from sig._alert import Alerter
 from sig.carrier.tcpclient import CarrierTCPClient
+from sig_apps.alert import Alerter
 
 
 def register_on_connect():

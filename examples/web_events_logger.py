@@ -43,7 +43,7 @@ from _prompt import ask, ask_int, ask_subscriptions, fail
 
 import sig
 from sig.carrier.tcpclient import CarrierTCPClient
-from sig.web import WebLogger
+from sig_apps.web import WebLogger
 
 
 def parse_http(text):

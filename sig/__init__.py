@@ -16,8 +16,14 @@ online; senders answer *requests*.
 from __future__ import annotations
 
 from ._access import AccessControl
+from ._access import access_dict
 from ._carrier import Carrier
+from ._carrier import ClientId
+from ._carrier import log_failed_post
 from ._client import ClientRouter
+from ._codec import Status
+from ._codec import make_reply
+from ._codec import reply_error
 from ._errors import AccessDeniedError
 from ._errors import CarrierError
 from ._errors import InvalidArgumentError
@@ -38,12 +44,16 @@ from ._errors import UnknownMethodError
 from ._errors import UnknownSenderError
 from ._event import Event
 from ._event import Signal
+from ._ident import BUILTIN_EVENTS
 from ._ident import CHANNEL_DECORATOR
 from ._ident import EVENT_CONNECT
 from ._ident import EVENT_DISCONNECT
+from ._ident import Ident
+from ._ident import is_channel
 from ._log import LOG_LEVELS
 from ._log import SimpleLogger
 from ._log import setup_logger
+from ._log import worth_logging
 from ._router import Router
 from ._sender import Sender
 from ._server import ServerRouter
@@ -86,4 +96,15 @@ __all__ = [
     "AccessDeniedError",
     "LimitExceededError",
     "AccessControl",
+    "access_dict",
+    # for the layers above (sig_mqtt, the applications) and custom carriers
+    "BUILTIN_EVENTS",
+    "Ident",
+    "is_channel",
+    "ClientId",
+    "log_failed_post",
+    "Status",
+    "make_reply",
+    "reply_error",
+    "worth_logging",
 ]

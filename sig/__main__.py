@@ -1,9 +1,9 @@
-"""``python -m sig``: the ``sig`` command line (see :mod:`sig.cli`)."""
+"""``python -m sig``: the ``sig`` command line (it lives in :mod:`sig_apps.cli`)."""
 
 from __future__ import annotations
 
 import sys
 
-from .cli import main
+from sig_apps.cli import main
 
 sys.exit(main())

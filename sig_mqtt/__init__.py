@@ -12,8 +12,14 @@ from typing import Any
 
 import sig
 
+try:
+    import paho.mqtt.client  # noqa: F401 (sig_mqtt is paho's user; say so once, clearly)
+except ImportError:  # pragma: no cover - depends on what is installed
+    raise ImportError("sig_mqtt needs paho-mqtt: pip install 'sig[mqtt]'") from None
+
+from ._payload import encode_data
 from ._topics import Topics, decode_level, encode_level
-from ._url import BrokerURL, parse_url
+from ._url import BrokerURL, parse_url, read_password_file
 from .broker import EmbeddedBroker
 from .client import CarrierMQTTClient
 from .server import CarrierMQTTServer
@@ -26,8 +32,10 @@ __all__ = [
     "Topics",
     "connect_url",
     "decode_level",
+    "encode_data",
     "encode_level",
     "parse_url",
+    "read_password_file",
 ]
 
 

@@ -19,7 +19,7 @@ import itertools
 from collections import Counter
 from typing import Any
 
-from sig._ident import EVENT_CONNECT, EVENT_DISCONNECT, is_channel
+from sig import EVENT_CONNECT, EVENT_DISCONNECT, is_channel
 
 from ._topics import Topics, filter_matches
 

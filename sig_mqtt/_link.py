@@ -26,7 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from sig._errors import CarrierError
+from sig import CarrierError
 
 from ._subacks import Subacks
 from ._takeover import DropGuard

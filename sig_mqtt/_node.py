@@ -33,10 +33,16 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sig import Router
-from sig._errors import CarrierError, SenderConnectedError, SigError, UnknownSenderError
-from sig._ident import EVENT_CONNECT, EVENT_DISCONNECT
-from sig._log import worth_logging
+from sig import (
+    EVENT_CONNECT,
+    EVENT_DISCONNECT,
+    CarrierError,
+    Router,
+    SenderConnectedError,
+    SigError,
+    UnknownSenderError,
+    worth_logging,
+)
 
 from ._filters import FilterSet, demand_filters
 from ._link import MqttLink, Will, properties

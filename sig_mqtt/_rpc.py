@@ -24,8 +24,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sig._codec import Status, make_reply, reply_error
-from sig._errors import CarrierError, RequestTimeout
+from sig import CarrierError, RequestTimeout, Status, make_reply, reply_error
 
 from ._link import properties
 from ._payload import decode_data, encode_json

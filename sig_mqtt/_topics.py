@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sig._errors import InvalidArgumentError, InvalidIdentifierError
+from sig import InvalidArgumentError, InvalidIdentifierError
 
 __all__ = [
     "Parsed",

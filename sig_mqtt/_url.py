@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from sig._errors import InvalidArgumentError
+from sig import InvalidArgumentError
 
 __all__ = ["BrokerURL", "parse_url", "read_password_file", "url_settings"]
 

@@ -24,9 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from sig import Carrier, ServerRouter
-from sig._carrier import ClientId, log_failed_post
-from sig._codec import Status, make_reply
+from sig import Carrier, ClientId, ServerRouter, Status, log_failed_post, make_reply
 
 from ._node import MqttNode
 from ._url import url_settings

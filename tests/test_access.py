@@ -527,7 +527,7 @@ request = ["*"]
 
 
 def test_access_toml_shape(tmp_path: Any) -> None:
-    from sig._cli_access import load_access
+    from sig_apps._access_options import load_access
 
     path = tmp_path / "access.toml"
     path.write_text(ACCESS_TOML)

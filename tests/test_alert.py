@@ -17,7 +17,7 @@ from netutil import wait_until
 from test_cli import ROOT, Proc, _env, assert_one_error_line, cli, free_port, run, start
 
 import sig
-from sig._alert import Alerter, AlertError
+from sig_apps.alert import Alerter, AlertError
 
 TIMEOUT = 10.0
 

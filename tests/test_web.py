@@ -27,7 +27,7 @@ from test_cli import ROOT, Proc, _env, assert_one_error_line, cli, free_port, ru
 import sig
 from sig.carrier.tcpclient import CarrierTCPClient
 from sig.carrier.tcpserver import CarrierTCPServer
-from sig.web import EventLog, HostGuard, WebLogger
+from sig_apps.web import EventLog, HostGuard, WebLogger
 
 TIMEOUT = 10.0
 
@@ -614,7 +614,7 @@ def test_cli_web_errors(procs: list[Proc]) -> None:
 
 
 def test_cli_web_defaults() -> None:
-    from sig.cli import build_parser
+    from sig_apps.cli import build_parser
 
     args = build_parser().parse_args(["web"])
     assert (args.http, args.limit, args.listen, args.server) == ("127.0.0.1:8080", 20, None, "127.0.0.1:3000")
@@ -649,6 +649,6 @@ def test_example_web_events_logger(procs: list[Proc]) -> None:
 
 
 def test_aiohttp_is_needed_only_by_sig_web() -> None:
-    code = "import sys, sig, sig.cli; sig.cli.build_parser(); print('aiohttp' in sys.modules)"
+    code = "import sys, sig_apps.cli; sig_apps.cli.build_parser(); print('aiohttp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
     assert (out.returncode, out.stdout.strip()) == (0, "False"), out

@@ -11,7 +11,7 @@ Endpoints (all GET, as documented; every one takes ``fmt=html|plain|json``):
 ``/stream``                  server-sent events for the page: ``entry``, ``regs``, ``config``, ``clear``, ``link``
 
 A bad parameter is a 400 with a message; a ``Host`` or ``Origin`` that is
-not this server is a 403 (see :class:`~sig.web._guard.HostGuard`).
+not this server is a 403 (see :class:`~sig_apps.web._guard.HostGuard`).
 """
 
 from __future__ import annotations
@@ -25,16 +25,17 @@ from typing import Any
 
 from aiohttp import web
 
-from .._errors import CarrierError, SigError
+from sig import CarrierError, SigError
+
+from ._eventlog import MAX_LIMIT, EventLog, plain_lines
 from ._guard import HostGuard
-from ._log import MAX_LIMIT, EventLog, plain_lines
 from ._page import ident_label, render_message, render_page, render_regs
-from ._stream import Streams
+from ._sse import Streams
 from ._subs import AlreadySubscribedError, NotSubscribedError, Subscriptions
 
 __all__ = ["WebState", "STATE", "make_app"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("sig.web.app")
 
 FORMATS = ("html", "plain", "json")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

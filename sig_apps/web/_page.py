@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
-from ._log import Entry
+from ._eventlog import Entry
 
 __all__ = ["render_page", "render_message", "render_regs", "ident_label"]
 

@@ -9,18 +9,17 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-from .._cli_util import format_address
-from .._client import ClientRouter
-from .._errors import CarrierError
-from .._ident import Ident
+from sig import CarrierError, ClientRouter, Ident
+
+from ..options import format_address
 from ._app import WebState, make_app
+from ._eventlog import DEFAULT_LIMIT, EventLog
 from ._guard import HostGuard
-from ._log import DEFAULT_LIMIT, EventLog
 from ._subs import Subscriptions
 
 __all__ = ["WebLogger", "DEFAULT_HTTP_PORT"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("sig.web.serve")
 
 #: The port ``sig web`` serves on by default (as the documented web_events_logger.py).
 DEFAULT_HTTP_PORT = 8080

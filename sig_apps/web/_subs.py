@@ -8,14 +8,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._cli_util import with_builtins
-from .._client import ClientRouter
-from .._ident import Ident, is_channel
-from ._log import EventLog
+from sig import ClientRouter, Ident, is_channel
+
+from ..options import with_builtins
+from ._eventlog import EventLog
 
 __all__ = ["Subscription", "Subscriptions", "NotSubscribedError", "AlreadySubscribedError"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("sig.web.subs")
 
 #: One subscription: ``(sender, event)``, ``None`` meaning any.
 Subscription = tuple[Ident | None, Ident | None]

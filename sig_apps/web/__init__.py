@@ -2,7 +2,7 @@
 
 Needs the ``web`` extra: ``pip install 'sig[web]'``.
 
-    from sig.web import WebLogger
+    from sig_apps.web import WebLogger
 
     weblog = WebLogger(router, limit=200)      # router: a connected sig.ClientRouter
     weblog.subscribe("keros", "ir")
@@ -12,8 +12,8 @@ Needs the ``web`` extra: ``pip install 'sig[web]'``.
 from __future__ import annotations
 
 from ._app import make_app
+from ._eventlog import DEFAULT_LIMIT, Entry, EventLog
 from ._guard import HostGuard
-from ._log import DEFAULT_LIMIT, Entry, EventLog
 from ._serve import DEFAULT_HTTP_PORT, WebLogger
 from ._subs import Subscriptions
 

@@ -17,12 +17,12 @@ from typing import Any
 
 from aiohttp import web
 
-from ._log import Entry, EventLog
+from ._eventlog import Entry, EventLog
 from ._subs import Subscriptions
 
 __all__ = ["Streams", "QUEUE_SIZE", "PING_SECONDS"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("sig.web.sse")
 
 #: Most messages waiting for one slow client before its stream is closed.
 QUEUE_SIZE = 1000

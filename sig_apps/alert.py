@@ -18,12 +18,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ._errors import SigError
-from ._ident import EVENT_CONNECT, EVENT_DISCONNECT
+from sig import EVENT_CONNECT, EVENT_DISCONNECT, SigError
 
 __all__ = ["Alerter", "AlertError", "NOTIFY_SEND"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("sig.alert")
 
 #: The default notifier (Debian / Ubuntu package ``libnotify-bin``).
 NOTIFY_SEND = "notify-send"

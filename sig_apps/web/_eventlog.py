@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .._ident import EVENT_CONNECT, EVENT_DISCONNECT
+from sig import EVENT_CONNECT, EVENT_DISCONNECT
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Entry", "EventLog", "show_data"]
 

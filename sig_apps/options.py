@@ -1,6 +1,6 @@
 """Helpers of the ``sig`` command line: argument parsing, logging, clean stops.
 
-Kept apart from :mod:`sig.cli` so the subcommands stay short. The one
+Kept apart from :mod:`sig_apps.cli` so the subcommands stay short. The one
 place that reaches a server is :func:`connect_client`: every client
 subcommand (``send``, ``listen``, ``request``, ``web``, ``alert``) gets its
 ClientRouter from it.
@@ -16,11 +16,18 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from ._carrier import Carrier
-from ._client import ClientRouter
-from ._ident import BUILTIN_EVENTS, EVENT_CONNECT, EVENT_DISCONNECT, Ident
-from ._log import LOG_LEVELS, SimpleLogger, setup_logger
-from .carrier.tcpclient import CarrierTCPClient
+from sig import (
+    BUILTIN_EVENTS,
+    EVENT_CONNECT,
+    EVENT_DISCONNECT,
+    LOG_LEVELS,
+    Carrier,
+    ClientRouter,
+    Ident,
+    SimpleLogger,
+    setup_logger,
+)
+from sig.carrier.tcpclient import CarrierTCPClient
 
 __all__ = [
     "CliError",
@@ -210,7 +217,7 @@ def connect_client(args: argparse.Namespace, keep_reconnecting: bool = False) ->
         UsageError: a bad ``--server`` address.
         CliError: the server cannot be reached.
     """
-    from ._cli_access import client_credentials  # it imports this module
+    from ._access_options import client_credentials  # it imports this module
 
     if getattr(args, "mqtt", None):
         return _connect_mqtt(args, keep_reconnecting)
@@ -232,8 +239,7 @@ def connect_client(args: argparse.Namespace, keep_reconnecting: bool = False) ->
 def _connect_mqtt(args: argparse.Namespace, keep_reconnecting: bool) -> tuple[ClientRouter, Carrier]:
     """``--mqtt URL``: a ClientRouter over a broker (sig_mqtt), no pysig server."""
     try:
-        from sig_mqtt import CarrierMQTTClient, parse_url
-        from sig_mqtt._url import read_password_file
+        from sig_mqtt import CarrierMQTTClient, parse_url, read_password_file
     except ImportError as exc:  # sig_mqtt needs paho-mqtt
         raise CliError("--mqtt needs sig_mqtt and paho-mqtt: %s" % exc) from None
     try:

@@ -14,8 +14,9 @@ import os
 import sys
 from typing import Any
 
-from ._access import AccessControl, access_dict
-from ._cli_util import CliError, UsageError
+from sig import AccessControl, access_dict
+
+from .options import CliError, UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib
