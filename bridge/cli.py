@@ -19,13 +19,19 @@ import os
 import sys
 from typing import Any
 
-from sig import VERSION
+from typing import TYPE_CHECKING
+
+from sig import VERSION, MissingExtraError
 from sig_apps.options import LEVELS, ArgumentParser, CliError, Stopper, UsageError, parse_address, setup_logging
-from sig_mqtt import parse_url, read_password_file
 
 from .config import BridgeConfig, ConfigError, load_config
 from .rules import Rules
-from .service import Bridge, BridgeError, BridgeSettings
+
+if TYPE_CHECKING:
+    from .service import BridgeSettings
+
+# sig_mqtt (paho, the ``sig[mqtt]`` extra) is imported when needed, so that a missing
+# extra is one line on stderr, not a traceback.
 
 __all__ = ["main", "build_parser"]
 
@@ -67,6 +73,10 @@ def _acl_main(argv: list[str]) -> int:
 
 def settings_from(args: Any, config: BridgeConfig | None) -> tuple[BridgeSettings, str]:
     """Merge options over the config file; return the settings and the log level."""
+    from sig_mqtt import read_password_file
+
+    from .service import BridgeSettings
+
     section = config.bridge if config is not None else None
 
     def pick(option: Any, key: str, default: Any) -> Any:
@@ -105,6 +115,8 @@ def _prefix(option: str | None, url: str | None, section: Any) -> str:
     if option:
         return option
     if url:
+        from sig_mqtt import parse_url
+
         try:
             from_url = parse_url(url).prefix
         except ValueError:
@@ -119,7 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``sig-bridge``; return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["acl"]:
-        return _acl_main(argv[1:])
+        try:
+            return _acl_main(argv[1:])
+        except MissingExtraError as exc:
+            print("sig-bridge: %s" % exc, file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config) if args.config else None
@@ -133,9 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print("sig-bridge: %s" % exc, file=sys.stderr)
         return exc.exit_code
+    except MissingExtraError as exc:
+        print("sig-bridge: %s" % exc, file=sys.stderr)
+        return 2
     if level not in LEVELS:
         print("sig-bridge: bad log level %r (one of %s)" % (level, ", ".join(LEVELS)), file=sys.stderr)
         return 2
+    from .service import Bridge, BridgeError
+
     setup_logging(level)
     stopper = Stopper().install()
     bridge = Bridge(settings)

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sig import InvalidArgumentError
+
 from ._syntax import (
     Placeholder,
     Template,
@@ -75,7 +77,7 @@ OUTBOUND_PAYLOADS = ("json", "text")
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical", "none")
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidArgumentError):
     """A mistake in the config file; the message is ``FILE:LINE: what is wrong``."""
 
     def __init__(self, filename: str, line: int | None, message: str) -> None:

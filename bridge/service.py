@@ -41,7 +41,7 @@ def default_node_id(port: int, hostname: str | None = None) -> str:
     return "sig-bridge-%s-%d" % (host, port)
 
 
-class BridgeError(Exception):
+class BridgeError(sig.SigError):
     """A failure to start that the command reports as one line."""
 
 
@@ -145,7 +145,7 @@ class Bridge:
         else:
             try:
                 self.broker = EmbeddedBroker(host, port).start()
-            except (OSError, RuntimeError) as exc:
+            except (OSError, sig.SigError) as exc:
                 raise BridgeError("cannot start the embedded broker on %s:%s: %s" % (host, port, exc)) from None
             self.broker_address = (host, self.broker.port)
             logger.info("[BRIDGE] started an embedded MQTT broker on %s:%s", host, self.broker.port)

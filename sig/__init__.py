@@ -25,10 +25,12 @@ from ._codec import Status
 from ._codec import make_reply
 from ._codec import reply_error
 from ._errors import AccessDeniedError
+from ._errors import ArgumentTypeError
 from ._errors import CarrierError
 from ._errors import InvalidArgumentError
 from ._errors import InvalidIdentifierError
 from ._errors import LimitExceededError
+from ._errors import MissingExtraError
 from ._errors import NotRegisteredError
 from ._errors import ProtocolError
 from ._errors import RemoteAccessError
@@ -39,6 +41,7 @@ from ._errors import RemoteTimeoutError
 from ._errors import RequestTimeout
 from ._errors import SenderConnectedError
 from ._errors import SigError
+from ._errors import StateError
 from ._errors import UnknownEventError
 from ._errors import UnknownMethodError
 from ._errors import UnknownSenderError
@@ -80,6 +83,9 @@ __all__ = [
     "SigError",
     "InvalidArgumentError",
     "InvalidIdentifierError",
+    "ArgumentTypeError",
+    "StateError",
+    "MissingExtraError",
     "UnknownSenderError",
     "SenderConnectedError",
     "UnknownEventError",

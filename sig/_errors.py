@@ -63,6 +63,18 @@ class NotRegisteredError(SigError, LookupError):
     """The listener is not registered where it was asked to be removed from."""
 
 
+class ArgumentTypeError(SigError, TypeError):
+    """An argument (other than an identifier) has a type sig cannot use."""
+
+
+class StateError(SigError, RuntimeError):
+    """The object is not in a state that allows the call (not attached yet, attached already, ...)."""
+
+
+class MissingExtraError(SigError, ImportError):
+    """An optional part is not installed; the message names the extra to install (``sig[mqtt]``, ...)."""
+
+
 class ProtocolError(SigError, ValueError):
     """A peer sent a frame or message that breaks the wire protocol."""
 

@@ -24,6 +24,7 @@ from sig import (
     Carrier,
     ClientRouter,
     Ident,
+    SigError,
     SimpleLogger,
     setup_logger,
 )
@@ -64,7 +65,7 @@ LEVELS: dict[str, int] = {
 ANY = "None"
 
 
-class CliError(Exception):
+class CliError(SigError):
     """A failure the command reports as one line (exit status 1)."""
 
     exit_code = 1
@@ -240,8 +241,8 @@ def _connect_mqtt(args: argparse.Namespace, keep_reconnecting: bool) -> tuple[Cl
     """``--mqtt URL``: a ClientRouter over a broker (sig_mqtt), no pysig server."""
     try:
         from sig_mqtt import CarrierMQTTClient, parse_url, read_password_file
-    except ImportError as exc:  # sig_mqtt needs paho-mqtt
-        raise CliError("--mqtt needs sig_mqtt and paho-mqtt: %s" % exc) from None
+    except ImportError as exc:  # sig.MissingExtraError: it names the extra
+        raise CliError("--mqtt: %s" % exc) from None
     try:
         url = parse_url(args.mqtt)
     except ValueError as exc:

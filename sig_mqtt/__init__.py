@@ -15,7 +15,7 @@ import sig
 try:
     import paho.mqtt.client  # noqa: F401 (sig_mqtt is paho's user; say so once, clearly)
 except ImportError:  # pragma: no cover - depends on what is installed
-    raise ImportError("sig_mqtt needs paho-mqtt: pip install 'sig[mqtt]'") from None
+    raise sig.MissingExtraError("sig_mqtt needs paho-mqtt: pip install 'sig[mqtt]'") from None
 
 from ._payload import encode_data
 from ._topics import Topics, decode_level, encode_level

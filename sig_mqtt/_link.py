@@ -26,7 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from sig import CarrierError
+from sig import ArgumentTypeError, CarrierError, InvalidArgumentError
 
 from ._subacks import Subacks
 from ._takeover import DropGuard
@@ -64,7 +64,7 @@ def make_tls_context(tls: Any) -> ssl.SSLContext | None:
         return ssl.create_default_context()
     if isinstance(tls, str):
         return ssl.create_default_context(cafile=tls)
-    raise TypeError("tls must be None, True, a CA file path or an ssl.SSLContext, not %s" % type(tls).__name__)
+    raise ArgumentTypeError("tls must be None, True, a CA file path or an ssl.SSLContext, not %s" % type(tls).__name__)
 
 
 class MqttLink:
@@ -110,7 +110,7 @@ class MqttLink:
         drop_backoff_max: float = 300.0,
     ) -> None:
         if protocol not in (4, 5):
-            raise ValueError("protocol must be 5 (MQTT 5) or 4 (MQTT 3.1.1), not %r" % (protocol,))
+            raise InvalidArgumentError("protocol must be 5 (MQTT 5) or 4 (MQTT 3.1.1), not %r" % (protocol,))
         self.client_id = client_id
         self.protocol = protocol
         self.will = will

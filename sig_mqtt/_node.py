@@ -37,6 +37,7 @@ from sig import (
     EVENT_CONNECT,
     EVENT_DISCONNECT,
     CarrierError,
+    InvalidArgumentError,
     Router,
     SenderConnectedError,
     SigError,
@@ -109,7 +110,7 @@ class MqttNode:
         **link_settings: Any,
     ) -> None:
         if qos not in (0, 1, 2):
-            raise ValueError("qos must be 0, 1 or 2, not %r" % (qos,))
+            raise InvalidArgumentError("qos must be 0, 1 or 2, not %r" % (qos,))
         self.router = router
         self.nid = nid
         self.topics = Topics(prefix)

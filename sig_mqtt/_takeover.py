@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sig import InvalidArgumentError
+
 __all__ = ["SESSION_TAKEN_OVER", "DropGuard", "Verdict"]
 
 #: MQTT 5 DISCONNECT reason code "Session taken over".
@@ -71,7 +73,7 @@ class DropGuard:
 
     def __init__(self, window: float = 3.0, limit: int = 3, backoff: float = 10.0, backoff_max: float = 300.0) -> None:
         if limit < 1:
-            raise ValueError("limit must be at least 1, not %r" % (limit,))
+            raise InvalidArgumentError("limit must be at least 1, not %r" % (limit,))
         self.window = window
         self.limit = limit
         self.backoff = backoff

@@ -23,6 +23,8 @@ import threading
 from types import TracebackType
 from typing import Any
 
+from sig import MissingExtraError, StateError
+
 __all__ = ["EmbeddedBroker"]
 
 logger = logging.getLogger("sig.mqtt.broker")
@@ -85,13 +87,18 @@ class EmbeddedBroker:
         Raises:
             OSError: the address cannot be bound (the port is busy, the address is not
                 local...); the message names ``host:port``.
-            RuntimeError: amqtt failed otherwise, or did not start within
-                :data:`START_TIMEOUT` seconds.
+            sig.StateError: amqtt failed otherwise, or did not start within
+                :data:`START_TIMEOUT` seconds (also a ``RuntimeError``).
+            sig.MissingExtraError: amqtt is not installed (``sig[broker]``).
         """
         if self._thread is not None:
             if self._thread.is_alive():
                 return self
             self._thread = None
+        try:
+            import amqtt  # noqa: F401 (imported again, for real, in the broker's thread)
+        except ImportError:
+            raise MissingExtraError("the embedded MQTT broker needs amqtt: pip install 'sig[broker]'") from None
         self.port = self._requested_port
         self._ready.clear()
         self._error = None
@@ -102,7 +109,7 @@ class EmbeddedBroker:
         thread.start()
         if not self._ready.wait(START_TIMEOUT):
             self.stop()
-            raise RuntimeError("the embedded MQTT broker on %s:%d did not start within %.0f s"
+            raise StateError("the embedded MQTT broker on %s:%d did not start within %.0f s"
                                % (self.host, self.port, START_TIMEOUT))
         if self._error is not None:
             thread.join(STOP_TIMEOUT)
@@ -122,7 +129,7 @@ class EmbeddedBroker:
             code = cause.errno or errno.EADDRINUSE
             reason = os.strerror(code) if cause.errno else (cause.strerror or str(cause))
             return OSError(code, "the embedded MQTT broker cannot listen on %s: %s" % (where, reason))
-        return RuntimeError("the embedded MQTT broker on %s failed to start: %s" % (where, error))
+        return StateError("the embedded MQTT broker on %s failed to start: %s" % (where, error))
 
     def stop(self) -> None:
         """Stop serving and end the thread (idempotent; about 2 x :data:`STOP_TIMEOUT` s at most).

@@ -17,7 +17,7 @@ import logging
 import uuid
 from typing import Any
 
-from sig import Carrier, Router
+from sig import Carrier, Router, StateError
 
 from ._node import MqttNode, RawHandler
 from ._url import url_settings
@@ -86,7 +86,7 @@ class CarrierMQTTServer(Carrier):
     def bind_router(self, router: Router) -> None:
         """Called by ``ServerRouter.attach``: become that router's node."""
         if self.node is not None:
-            raise RuntimeError("this MQTT carrier is attached to a router already")
+            raise StateError("this MQTT carrier is attached to a router already")
         self.node = MqttNode(router, self.client_id, **self.node_settings)
 
     def start(self, host: str | None = None, port: int | None = None, auto_reconnect: bool = True) -> bool:
@@ -97,7 +97,7 @@ class CarrierMQTTServer(Carrier):
             ``auto_reconnect`` the carrier keeps trying in the background).
         """
         if self.node is None:
-            raise RuntimeError("attach the carrier to a ServerRouter first (server.attach(carrier))")
+            raise StateError("attach the carrier to a ServerRouter first (server.attach(carrier))")
         default_host, default_port = self.address or ("127.0.0.1", 1883)
         self.address = (host or default_host, port or default_port)
         return self.node.start(*self.address, auto_reconnect=auto_reconnect)

@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+from .._errors import MissingExtraError
+
 __all__ = ["SerialStream", "open_port", "close_port", "pyserial"]
 
 logger = logging.getLogger("sig.carrier.serial")
@@ -17,9 +19,9 @@ def pyserial() -> Any:
     try:
         import serial  # type: ignore[import-untyped, unused-ignore]
     except ImportError as exc:
-        raise ImportError("the serial carrier needs pyserial: pip install 'sig[serial]'") from exc
+        raise MissingExtraError("the serial carrier needs pyserial: pip install 'sig[serial]'") from exc
     if not hasattr(serial, "serial_for_url"):
-        raise ImportError("the module 'serial' found is not pyserial: pip install 'sig[serial]'")
+        raise MissingExtraError("the module 'serial' found is not pyserial: pip install 'sig[serial]'")
     return serial
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from .._carrier import ClientId
 from .._connection import Connection
-from .._errors import CarrierError
+from .._errors import CarrierError, InvalidArgumentError
 from ._serialport import SerialStream, close_port, open_port, pyserial
 from ._stream import StreamClientCarrier, StreamServerCarrier
 
@@ -148,7 +148,7 @@ class CarrierSerialServer(StreamServerCarrier):
         self.port = port if port is not None else self.port
         self.baudrate = baudrate if baudrate is not None else self.baudrate
         if self.port is None:
-            raise ValueError("no serial port given")
+            raise InvalidArgumentError("no serial port given")
         logger.info("[SERIAL_SRV] Opening %s at %s baud", self.port, self.baudrate)
         try:
             port = open_port(self.port, self.baudrate, self.serial_options)

@@ -66,7 +66,7 @@ class WebState:
 STATE = web.AppKey("sig_web_state", WebState)
 
 
-class Refused(Exception):
+class Refused(SigError):
     """A request answered with an error ``status`` and a one-line ``message``."""
 
     def __init__(self, status: int, message: str) -> None:

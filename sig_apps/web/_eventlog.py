@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sig import EVENT_CONNECT, EVENT_DISCONNECT
+from sig import EVENT_CONNECT, EVENT_DISCONNECT, InvalidArgumentError
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Entry", "EventLog", "show_data"]
 
@@ -173,7 +173,7 @@ def check_limit(value: int) -> int:
         ValueError: not a whole number from 1 to :data:`MAX_LIMIT`.
     """
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
-        raise ValueError("the limit must be a whole number from 1 to %d, not %r" % (MAX_LIMIT, value))
+        raise InvalidArgumentError("the limit must be a whole number from 1 to %d, not %r" % (MAX_LIMIT, value))
     return value
 
 

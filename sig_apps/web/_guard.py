@@ -13,6 +13,8 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from sig import InvalidArgumentError
+
 __all__ = ["HostGuard"]
 
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -66,7 +68,7 @@ class HostGuard:
         for item in allow:
             split = _split(item, -1)
             if split is None:
-                raise ValueError("bad host name to allow: %r" % item)
+                raise InvalidArgumentError("bad host name to allow: %r" % item)
             name, extra_port = split
             self.extra.add((name, None if extra_port == -1 else extra_port))
 

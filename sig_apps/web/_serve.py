@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-from sig import CarrierError, ClientRouter, Ident
+from sig import CarrierError, ClientRouter, Ident, StateError
 
 from ..options import format_address
 from ._app import WebState, make_app
@@ -62,7 +62,7 @@ class WebLogger:
     def url(self) -> str:
         """The page's address once serving (``http://HOST:PORT/``)."""
         if self.address is None:
-            raise RuntimeError("not serving yet")
+            raise StateError("not serving yet")
         return "http://%s/" % format_address(*self.address)
 
     async def serve(self, host: str = "127.0.0.1", port: int = DEFAULT_HTTP_PORT, stop: asyncio.Event | None = None,

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sig import ClientRouter, Ident, is_channel
+from sig import ClientRouter, Ident, InvalidArgumentError, NotRegisteredError, is_channel
 
 from ..options import with_builtins
 from ._eventlog import EventLog
@@ -21,11 +21,11 @@ logger = logging.getLogger("sig.web.subs")
 Subscription = tuple[Ident | None, Ident | None]
 
 
-class AlreadySubscribedError(ValueError):
+class AlreadySubscribedError(InvalidArgumentError):
     """The subscription is there already."""
 
 
-class NotSubscribedError(LookupError):
+class NotSubscribedError(NotRegisteredError):
     """There is no such subscription."""
 
 
