@@ -125,3 +125,26 @@ def test_third_party_imports_stay_in_their_layer() -> None:
 @pytest.mark.parametrize("package", sorted(LAYERS))
 def test_every_package_is_typed(package: str) -> None:
     assert (ROOT / package / "py.typed").exists()
+
+
+def test_every_exception_of_the_four_packages_is_a_sig_error() -> None:
+    """One error tree: what sig, sig_mqtt, the applications and the bridge raise of their own is a SigError."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import sig
+
+    found = []
+    for package in LAYERS:
+        root = importlib.import_module(package)
+        for info in pkgutil.walk_packages(root.__path__, package + "."):
+            if info.name.endswith("__main__"):
+                continue
+            module = importlib.import_module(info.name)
+            for _, cls in inspect.getmembers(module, inspect.isclass):
+                if issubclass(cls, BaseException) and cls.__module__ == module.__name__:
+                    found.append(cls)
+    assert len(found) > 20
+    strays = [cls.__module__ + "." + cls.__qualname__ for cls in found if not issubclass(cls, sig.SigError)]
+    assert not strays, "exceptions outside the sig.SigError tree: %s" % strays
