@@ -17,9 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sig import VERSION, MissingExtraError
 from sig_apps.options import LEVELS, ArgumentParser, CliError, Stopper, UsageError, parse_address, setup_logging

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sig
 from sig import InvalidArgumentError
 
 from ._syntax import (
@@ -74,7 +75,7 @@ logger = logging.getLogger("sig.bridge.config")
 
 INBOUND_PAYLOADS = ("auto", "json", "number", "text")
 OUTBOUND_PAYLOADS = ("json", "text")
-LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical", "none")
+LOG_LEVEL_NAMES = tuple(sig.LOG_LEVELS.BY_NAME)  # the one table of level names
 
 
 class ConfigError(InvalidArgumentError):
@@ -334,8 +335,8 @@ class _Reader:
         if node_id is not None and ("+" in node_id or "#" in node_id or "/" in node_id or "\x00" in node_id):
             raise table.fail("node_id", "cannot hold '/', '+', '#' or NUL: %r" % node_id)
         log_level = table.get("log_level", str)
-        if log_level is not None and log_level not in LOG_LEVELS:
-            raise table.fail("log_level", "must be one of %s, not %r" % (", ".join(LOG_LEVELS), log_level))
+        if log_level is not None and log_level not in LOG_LEVEL_NAMES:
+            raise table.fail("log_level", "must be one of %s, not %r" % (", ".join(LOG_LEVEL_NAMES), log_level))
         heartbeat = table.get("heartbeat", float)
         if heartbeat is not None and not 0 < heartbeat < float("inf"):
             raise table.fail("heartbeat", "must be a finite number of seconds above 0, not %r" % heartbeat)

@@ -33,14 +33,18 @@ class LOG_LEVELS:
     LEVEL_CRITICAL = logging.CRITICAL
     LEVEL_NONE = 100
 
-    LEVEL_NAMES: ClassVar[dict[int, str]] = {
-        TRACE: "trace",
-        logging.DEBUG: "debug",
-        logging.INFO: "info",
-        logging.WARNING: "warning",
-        logging.ERROR: "error",
-        logging.CRITICAL: "critical",
+    #: Level of each name, as ``--log-level`` and config files spell them (the one table of them).
+    BY_NAME: ClassVar[dict[str, int]] = {
+        "trace": TRACE,
+        "debug": logging.DEBUG,
+        "info": logging.INFO,
+        "warning": logging.WARNING,
+        "error": logging.ERROR,
+        "critical": logging.CRITICAL,
+        "none": 100,
     }
+    #: Name of each level that a log line can carry (``none`` is only a threshold).
+    LEVEL_NAMES: ClassVar[dict[int, str]] = {level: name for name, level in BY_NAME.items() if name != "none"}
 
 
 class SimpleLogger:

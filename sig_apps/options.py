@@ -50,16 +50,8 @@ __all__ = [
 
 logger = logging.getLogger("sig.cli")
 
-#: ``--log-level`` names and their levels (pysig's, plus ``none``).
-LEVELS: dict[str, int] = {
-    "trace": LOG_LEVELS.LEVEL_TRACE,
-    "debug": LOG_LEVELS.LEVEL_DEBUG,
-    "info": LOG_LEVELS.LEVEL_INFO,
-    "warning": LOG_LEVELS.LEVEL_WARNING,
-    "error": LOG_LEVELS.LEVEL_ERROR,
-    "critical": LOG_LEVELS.LEVEL_CRITICAL,
-    "none": LOG_LEVELS.LEVEL_NONE,
-}
+#: ``--log-level`` names and their levels (pysig's, plus ``none``): :attr:`sig.LOG_LEVELS.BY_NAME`.
+LEVELS: dict[str, int] = LOG_LEVELS.BY_NAME
 
 #: The word that stands for "any" (``None``) where the documented prompts accept it.
 ANY = "None"

@@ -9,10 +9,10 @@
 Or from a URL: ``CarrierMQTTClient.from_url("mqtt://user:pass@host:1883/sig")``
 then ``carrier.connect()``.
 
-Inside, the carrier keeps a private :class:`sig.ServerRouter` (``carrier.mirror``)
+Inside, the carrier keeps a private :class:`sig.ServerRouter`, ``carrier.network``,
 that plays the pysig server: the ClientRouter registers there exactly as over
 TCP, and an :class:`~sig_mqtt._node.MqttNode` joins that router to the broker.
-``carrier.mirror`` is this node's view of the whole network: every sender
+``carrier.network`` is this node's view of the whole network: every sender
 connected anywhere is there (``carrier.isSenderConnected("door")``).
 """
 
@@ -56,7 +56,7 @@ def _run_signal(carrier: Carrier, clientid: ClientId, message: dict[str, Any]) -
         log_failed_post(future)
 
 
-class _MirrorEnd(Carrier):
+class _NetworkEnd(Carrier):
     """The private server's side of the in-process link to the ClientRouter."""
 
     def __init__(self, outer: CarrierMQTTClient) -> None:
@@ -114,17 +114,17 @@ class CarrierMQTTClient(Carrier):
     ) -> None:
         super().__init__()
         self.client_id = client_id or "sig-" + uuid.uuid4().hex[:12]
-        self.clientid = "mqtt:" + self.client_id
+        self._link_id = "mqtt:" + self.client_id  # our end of the in-process link to ``network``
         self.on_connected: Callable[[], Any] | None = None
         self.on_disconnected: Callable[[], Any] | None = None
         self.auto_reconnect = False
         self.address: tuple[str, int] | None = None
         self.request_timeout = request_timeout
-        self.mirror = ServerRouter(request_timeout=request_timeout)
-        self._end = _MirrorEnd(self)
-        self.mirror.attach(self._end)
+        self.network = ServerRouter(request_timeout=request_timeout)
+        self._end = _NetworkEnd(self)
+        self.network.attach(self._end)
         self.node = MqttNode(
-            self.mirror, self.client_id, prefix=prefix, protocol=protocol, qos=qos, username=username,
+            self.network, self.client_id, prefix=prefix, protocol=protocol, qos=qos, username=username,
             password=password, tls=tls, keepalive=keepalive, session_expiry=session_expiry,
             request_timeout=request_timeout, heartbeat=heartbeat, buffer_size=buffer_size,
             on_up=self._up, on_down=self._down, **settings,
@@ -171,7 +171,7 @@ class CarrierMQTTClient(Carrier):
         presence and waits one round trip through the broker.
         """
         self._watch(sender)
-        objsender = self.mirror.senders.get(sender)
+        objsender = self.network.senders.get(sender)
         return objsender is not None and objsender.isConnected()
 
     def _watch(self, sender: Any) -> None:
@@ -207,7 +207,7 @@ class CarrierMQTTClient(Carrier):
                 return future
         if message.get("method") == "request" and isinstance(params, dict):
             sender = params.get("sender")
-            if sender not in self.node._local and self.mirror.senders.get(sender) is None:
+            if sender not in self.node._local and self.network.senders.get(sender) is None:
                 self._watch(sender)  # a sender we never heard of: ask the broker who hosts it
             if self.node.presence.owner(sender) is not None and sender not in self.node._local:
                 try:
@@ -217,18 +217,18 @@ class CarrierMQTTClient(Carrier):
                 else:
                     future.set_result(make_reply(message.get("id"), Status.OK, response))
                 return future
-        future.set_result(self._end.handleRX(self.clientid, message))
+        future.set_result(self._end.handleRX(self._link_id, message))
         return future
 
     def post(self, clientid: ClientId, message: dict[str, Any]) -> None:
         """Run a ClientRouter notification (a signal) on the private server."""
-        _run_signal(self._end, self.clientid, message)
+        _run_signal(self._end, self._link_id, message)
 
     # -- node state (dispatcher thread) ------------------------------------------------------
 
     def _up(self) -> None:
         self._linked = True
-        self._end.handle_client_connected(self.clientid)
+        self._end.handle_client_connected(self._link_id)
         self.handle_client_connected("mqtt")
         if self.on_connected is not None:
             try:
@@ -242,12 +242,17 @@ class CarrierMQTTClient(Carrier):
             return
         self._linked = False
         self.handle_client_disconnected("mqtt")
-        self._end.handle_client_disconnected(self.clientid)
+        self._end.handle_client_disconnected(self._link_id)
         if self.on_disconnected is not None:
             try:
                 self.on_disconnected()
             except Exception:
                 logger.exception("on_disconnected failed")
+
+    @property
+    def mirror(self) -> ServerRouter:
+        """Deprecated name of :attr:`network` (kept for one release)."""
+        return self.network
 
     is_connected = isConnected
     is_sender_connected = isSenderConnected

@@ -358,7 +358,7 @@ def test_a_birth_with_an_unhashable_request_name_is_refused_cleanly(site: Site, 
     assert not trouble.records, trouble.summary()
     # presence and the router agree: either both know the sender or neither does
     node = site.carrier.node
-    assert (node.presence.owner("odd-sender") is None) == (site.carrier.mirror.senders.get("odd-sender") is None)
+    assert (node.presence.owner("odd-sender") is None) == (site.carrier.network.senders.get("odd-sender") is None)
 
 
 def test_a_request_with_an_unhashable_id_gets_an_error_reply(site: Site) -> None:
