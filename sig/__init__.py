@@ -57,6 +57,7 @@ from ._log import LOG_LEVELS
 from ._log import SimpleLogger
 from ._log import setup_logger
 from ._log import worth_logging
+from ._outbox import DropOldestBuffer
 from ._router import Router
 from ._sender import Sender
 from ._server import ServerRouter
@@ -113,4 +114,5 @@ __all__ = [
     "make_reply",
     "reply_error",
     "worth_logging",
+    "DropOldestBuffer",
 ]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from typing import Any
 
 from ._carrier import Carrier, ClientId
@@ -30,7 +29,7 @@ from ._errors import (
 )
 from ._event import Event, Listener, Signal
 from ._ident import BUILTIN_EVENTS, Ident, check_ident, check_listener, check_optional_ident
-from ._log import worth_logging
+from ._outbox import DropOldestBuffer
 from ._remote import ident_param, param, remote_call
 from ._router import Router
 from ._sender import RequestHandlers, Sender
@@ -89,7 +88,6 @@ class ClientRouter(Router):
             carrier_timeout = getattr(carrier, "request_timeout", None)
             request_timeout = float(carrier_timeout) if isinstance(carrier_timeout, (int, float)) else 10.0
         self.request_timeout: float = request_timeout
-        self.dropped_signals = 0
         self._remote_senders: dict[Ident, _RemoteSender] = {}
         self._remote_listeners: list[_RemoteListener] = []
         self._by_listener_id: dict[int, _RemoteListener] = {}
@@ -99,13 +97,17 @@ class ClientRouter(Router):
         self._session = 0
         self._clientid: ClientId = getattr(carrier, "clientid", None)
         self._live = carrier.isConnected()
-        self._buffer: deque[dict[str, Any]] = deque()
-        self._buffer_size = buffer_size
+        self._buffer: DropOldestBuffer[dict[str, Any]] = DropOldestBuffer(buffer_size, "signal", logger)
         self._buffer_lock = threading.Lock()
         carrier.methods = {"signal": self.handle_signal, "request": self.handle_request}
         carrier.callback_client_connected = self._connected
         carrier.callback_client_ready = self._ready
         carrier.callback_client_disconnected = self._disconnected
+
+    @property
+    def dropped_signals(self) -> int:
+        """Signals dropped (oldest first) because the buffer was full while disconnected."""
+        return self._buffer.dropped
 
     # -- senders -----------------------------------------------------------------
 
@@ -358,12 +360,6 @@ class ClientRouter(Router):
             except CarrierError as exc:
                 logger.debug("signal buffered: %s", exc)
         with self._buffer_lock:
-            if len(self._buffer) >= self._buffer_size:
-                self._buffer.popleft()
-                self.dropped_signals += 1
-                if worth_logging(self.dropped_signals):
-                    logger.warning("signal buffer full (%d): dropped the oldest signal (%d dropped so far)",
-                                   self._buffer_size, self.dropped_signals)
             self._buffer.append(message)
 
     def _flush(self) -> None:
@@ -371,12 +367,12 @@ class ClientRouter(Router):
         while True:
             with self._buffer_lock:
                 ready: list[dict[str, Any]] = []
-                kept: deque[dict[str, Any]] = deque()
-                for message in self._buffer:
+                kept: list[dict[str, Any]] = []
+                for message in self._buffer.take():
                     state = self._remote_senders.get(message["params"]["info"].get("sender"))
                     if state is not None:  # else the sender was removed meanwhile
                         (ready if state.session == self._session else kept).append(message)
-                self._buffer = kept
+                self._buffer.put_back(kept)
                 if not ready:
                     self._live = True
                     return
@@ -386,7 +382,7 @@ class ClientRouter(Router):
                 except CarrierError as exc:
                     logger.warning("sending buffered signals failed: %s", exc)
                     with self._buffer_lock:
-                        self._buffer.extendleft(reversed(ready[index:]))
+                        self._buffer.put_back(ready[index:])
                     return
 
     def _retry_senders(self, session: int, names: list[Ident]) -> None:

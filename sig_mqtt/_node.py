@@ -24,7 +24,6 @@ import queue
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -37,12 +36,12 @@ from sig import (
     EVENT_CONNECT,
     EVENT_DISCONNECT,
     CarrierError,
+    DropOldestBuffer,
     InvalidArgumentError,
     Router,
     SenderConnectedError,
     SigError,
     UnknownSenderError,
-    worth_logging,
 )
 
 from ._filters import FilterSet, demand_filters
@@ -128,7 +127,6 @@ class MqttNode:
         self.session = uuid.uuid4().hex
         self.ready = False
         self._leaving = False
-        self.dropped_events = 0
         self.presence = Presence(nid, heartbeat)
         self.reply_topic = self.topics.reply(nid)
         self._lock = threading.RLock()
@@ -138,7 +136,8 @@ class MqttNode:
         self._filters = FilterSet(identifiers=link_settings.get("protocol", 5) == 5)
         self._demand: dict[tuple[Any, Any], int] = {}
         self._raw: list[tuple[str, RawHandler]] = []
-        self._buffer: deque[tuple[str, bytes, int, bool, Properties | None]] = deque()
+        self._buffer: DropOldestBuffer[tuple[str, bytes, int, bool, Properties | None]] = DropOldestBuffer(
+            buffer_size, "event", logger)
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._request_workers = request_workers
         self._requests = ThreadPoolExecutor(request_workers, thread_name_prefix="sig-mqtt-request")
@@ -167,6 +166,11 @@ class MqttNode:
                 self._sender_up(objsender.getName(), objsender.describe())
         self._seed_demand()
         router.watchListeners(self._listeners_changed)
+
+    @property
+    def dropped_events(self) -> int:
+        """Events dropped (oldest first) because the buffer was full while the broker was away."""
+        return self._buffer.dropped
 
     # -- life ----------------------------------------------------------------------
 
@@ -412,12 +416,6 @@ class MqttNode:
         if not self.ready and buffer:
             with self._lock:
                 if not self.ready:
-                    if len(self._buffer) >= self.buffer_size:
-                        self._buffer.popleft()
-                        self.dropped_events += 1
-                        if worth_logging(self.dropped_events):
-                            logger.warning("MQTT buffer full (%d): dropped the oldest event (%d dropped so far)",
-                                           self.buffer_size, self.dropped_events)
                     self._buffer.append((topic, payload, qos, retain, properties))
                     return
         if not self.link.connected:
@@ -454,7 +452,7 @@ class MqttNode:
             self._sync_token = uuid.uuid4().hex
             self._publish(self.reply_topic, encode_json({"sync": self._sync_token}), 1, False)
             self.ready = True
-            buffered, self._buffer = self._buffer, deque()
+            buffered = self._buffer.take()
         self.presence.refresh(time.time())
         self._next_heartbeat = time.monotonic() + self.heartbeat
         for topic, payload, qos, retain, props in buffered:
