@@ -12,6 +12,7 @@ from typing import Any
 
 import sig
 
+from ._payload import CONVENTION
 from ._topics import Topics, decode_level, encode_level
 from ._url import BrokerURL, parse_url
 from .broker import EmbeddedBroker
@@ -20,6 +21,7 @@ from .server import CarrierMQTTServer
 
 __all__ = [
     "BrokerURL",
+    "CONVENTION",
     "CarrierMQTTClient",
     "CarrierMQTTServer",
     "EmbeddedBroker",
