@@ -322,8 +322,8 @@ class MqttNode:
 
     def _publish_birth(self, sender: Any, description: dict[str, Any]) -> None:
         events = list(description.get("events") or [])
-        retain = self.retain
-        retained = events if retain is True else [e for e in events if retain and (e in retain or (sender, e) in retain)]
+        retain = self.retain  # what the birth lists as retained (docs/convention.md 6.3)
+        retained = events if retain is True else [e for e in events if retain and ((sender, e) in retain or e in retain)]
         birth = Birth(events, description.get("requests"), self.session, retained or None)
         try:
             payload = birth.encode()

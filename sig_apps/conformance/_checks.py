@@ -157,7 +157,7 @@ def check_event(evidence: Evidence) -> Result:
     declared: dict[str, tuple[list[Any], list[Any]]] = {}
     for level, copies in _births(evidence).items():
         body = parse_json(copies[-1].payload) if copies else None
-        if isinstance(body, dict) and isinstance(body.get("events"), list):
+        if isinstance(body, dict) and isinstance(body.get("events"), list) and all(map(_ident, body["events"])):
             declared[level] = (body["events"], body.get("retained") or [])
     events = [(s, r, m) for s, r, m in evidence.event_messages(list(declared)) if len(r) == 1 and m.payload]
     if not events:
