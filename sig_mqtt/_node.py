@@ -323,7 +323,7 @@ class MqttNode:
     def _publish_birth(self, sender: Any, description: dict[str, Any]) -> None:
         events = list(description.get("events") or [])
         retain = self.retain  # what the birth lists as retained (docs/convention.md 6.3)
-        retained = events if retain is True else [e for e in events if retain and ((sender, e) in retain or e in retain)]
+        retained = [e for e in events if retain is True or (retain and (e in retain or (sender, e) in retain))]
         birth = Birth(events, description.get("requests"), self.session, retained or None)
         try:
             payload = birth.encode()
