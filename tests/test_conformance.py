@@ -23,7 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 import sig
 from sig.carrier.tcpclient import CarrierTCPClient
 from sig.cli import main as sig_main
-from sig_apps.conformance import FAIL, PASS, RULES, SKIP, Evidence, Message, Sent, evaluate
+from sig_apps.conformance import FAIL, PASS, RULES, SKIP, Evidence, Message, Sent, as_text, evaluate
 from sig_mqtt import CarrierMQTTClient
 
 ROOT = Path(__file__).parent.parent
@@ -271,13 +271,14 @@ class Device:
 
     def __init__(self, port: int, prefix: str, nid: str, *, will: bool = True, birth_retain: bool = True,
                  levels: dict[str, str] | None = None, correlation: bool = True, event_retain: bool = False,
-                 heartbeat_stops: bool = False, birth: bytes | None = None) -> None:
+                 heartbeat_stops: bool = False, birth: bytes | None = None, minimal: bool = False) -> None:
         self.prefix, self.nid, self.session = prefix, nid, uuid.uuid4().hex
         self.levels = {"a/b": "a%2Fb", "#x": "%23x"} | (levels or {})
         self.birth_retain, self.correlation, self.event_retain = birth_retain, correlation, event_retain
         self.heartbeat_stops = heartbeat_stops
-        self.birth = birth if birth is not None else dump({"events": ["a/b", "#x"], "requests": ["get"],
-                                                          "session": self.session})
+        self.minimal = minimal  # the minimal profile: no requests, no subscriptions at all
+        self.birth = birth if birth is not None else dump({"events": ["a/b", "#x"], "requests": None if minimal
+                                                          else ["get"], "session": self.session})
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=nid, protocol=paho.MQTTv311)
         self.client.reconnect_delay_set(0.2, 0.5)
         if will:
@@ -297,7 +298,7 @@ class Device:
         return dump({"online": online, "session": self.session, "proto": 4, "heartbeat": 0.5, "sig": "1.0"})
 
     def announce(self, subscribe: bool = False) -> None:
-        if subscribe:
+        if subscribe and not self.minimal:
             self.client.subscribe([("%s/cmd/rebirth" % self.prefix, 1), ("%s/request/dev/+" % self.prefix, 1)])
         self.client.publish(self.state_topic, self.state(True), 1, True)
         self.client.publish(self.state_topic + "/sender/dev", self.birth, 1, self.birth_retain)
@@ -366,3 +367,29 @@ def test_misuse_is_one_line_and_status_2(capsys: pytest.CaptureFixture[str]) -> 
     port = free_port()  # nothing listens there
     assert sig_main(["conformance", "--mqtt", "mqtt://127.0.0.1:%d" % port, "--node", "n", "--timeout", "1"]) == 1
     assert "cannot connect" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+def test_a_minimal_device_passes_the_minimal_profile_only(mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str],
+                                                          made: list[Any]) -> None:
+    device = Device(mosquitto.port, "c7", "tiny-1", minimal=True)
+    made.append(device.close)
+    assert wait_until(lambda: device.beats > 2)
+    url = "mqtt://127.0.0.1:%d/c7" % mosquitto.port
+    code, report = conformance(capsys, url, "--node", "tiny-1")
+    assert code == 0 and report["passed"], report
+    result = {r["rule"]: r for r in report["results"]}
+    assert result["rebirth"]["status"] == FAIL and not result["rebirth"]["required"]  # a SHOULD here
+    assert {result[r]["status"] for r in ("request-envelope", "request-v5", "request-status")} == {SKIP}
+    code, report = conformance(capsys, url, "--node", "tiny-1", "--profile", "full")
+    assert code == 1 and [r for r, status in verdicts(report).items() if status == FAIL] == ["rebirth"]
+    assert verdicts(report)["request-envelope"] == SKIP  # it declares no requests
+
+
+def test_the_text_report_names_each_rule_and_the_verdict() -> None:
+    header = {"convention": "1.0", "target": "node n1", "broker": "mqtt://b", "profile": "full"}
+    lines = as_text(evaluate(recorded(heartbeat_state=None), "full"), header).splitlines()
+    assert lines[0] == "sig conformance (convention 1.0): node n1 on mqtt://b, profile full"
+    assert lines[1].startswith("PASS node-state ") and '     p/node/n1 {"online": true' in lines[2]
+    assert any(line.startswith("FAIL heartbeat ") and "no online node state" in line for line in lines)
+    assert lines[-1] == "full profile: FAIL (heartbeat)"

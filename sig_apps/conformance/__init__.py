@@ -23,7 +23,7 @@ from ._report import as_json, as_text, passed
 from ._rules import FAIL, PASS, PROFILES, RULES, SKIP, Result, Rule
 
 __all__ = ["FAIL", "PASS", "PROFILES", "RULES", "SKIP", "Evidence", "Message", "Result", "Rule", "Sent",
-           "build_parser", "evaluate", "main", "probe", "run"]
+           "as_json", "as_text", "build_parser", "evaluate", "main", "passed", "probe", "run"]
 
 logger = logging.getLogger("sig.conformance")
 
