@@ -16,7 +16,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from mqttutil import Mosquitto, free_port
+from mqttutil import Mosquitto, free_port, mosquitto_pub
 from netutil import wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -186,9 +186,13 @@ def test_a_sig_node_conforms_on_mosquitto(mosquitto: Mosquitto, capsys: pytest.C
     assert code == 0 and report["passed"], report
     assert verdicts(report) == dict.fromkeys([rule.id for rule in RULES], PASS) | (
         {} if protocol == 5 else {"request-v5": SKIP})
-    # and by its sender, in the minimal profile
+    # and by its sender, in the minimal profile, beside what a dead node left behind
+    mosquitto_pub(mosquitto.port, "c1/node/dead/sender/lamp%2F1", '{"events":[],"requests":null,"session":"x"}',
+                  "-r")
+    mosquitto_pub(mosquitto.port, "c1/node/dead", '{"online":false,"session":"x"}', "-r")
     code, report = conformance(capsys, "mqtt://127.0.0.1:%d/c1" % mosquitto.port, "--sender", "lamp/1")
     assert code == 0 and verdicts(report)["will"] == PASS and verdicts(report)["request-envelope"] == SKIP
+    assert report["results"][0]["evidence"][0]["topic"] == "c1/node/node-%d" % protocol
 
 
 @pytest.mark.timeout(60)

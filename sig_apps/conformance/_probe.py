@@ -167,8 +167,18 @@ class _Probe:
         if not _wait(lambda: bool(hosting()), self.timeout):
             evidence.skips["node"] = "no node publishes a birth of sender %r (%s)" % (sender, births)
             return False
-        evidence.node = hosting()[-1]
-        self.client.client.unsubscribe(births)  # type: ignore[union-attr]
+        # A node that died leaves its births behind (its Will only says offline): prefer an online one.
+        candidates = list(dict.fromkeys(hosting()))
+        self.subscribe(*("%s%s" % (root, level) for level in candidates))
+        self.round_trip()
+
+        def online(level: str) -> bool:
+            return any(isinstance(parse_json(m.payload), dict) and parse_json(m.payload).get("online") is True
+                       for m in evidence.on(root + level))
+
+        evidence.node = next((level for level in reversed(candidates) if online(level)), candidates[-1])
+        assert self.client is not None
+        self.client.client.unsubscribe([births] + ["%s%s" % (root, level) for level in candidates])
         return True
 
     def snapshot(self) -> None:
