@@ -82,6 +82,7 @@ def _retained(evidence: Evidence, copies: list[Message]) -> str | None:
 
 
 def check_node_state(evidence: Evidence) -> Result:
+    """Rule node-state: a retained, well-formed online state (before the Will step)."""
     stop = evidence.will[0] if evidence.will else float("inf")
     copies = [m for m in evidence.on(evidence.node_topic, until=stop) if m.payload]
     if not copies:
@@ -107,6 +108,7 @@ def _births(evidence: Evidence) -> dict[str, list[Message]]:
 
 
 def check_birth(evidence: Evidence) -> Result:
+    """Rule birth: every birth seen is retained, well-formed and of its node's session."""
     births = _births(evidence)
     if not any(births.values()):
         where = evidence.node_topic + "/sender/" + (evidence.sender or "+")
@@ -136,6 +138,7 @@ def _round_trip(level: str) -> str | None:
 
 
 def check_escaping(evidence: Evidence) -> Result:
+    """Rule escaping: the node's, senders' and events' levels round trip; an event is one level."""
     assert evidence.node is not None
     checked: list[tuple[str, Message | None]] = [(evidence.node, None)]
     for level, copies in _births(evidence).items():
@@ -154,6 +157,7 @@ def check_escaping(evidence: Evidence) -> Result:
 
 
 def check_event(evidence: Evidence) -> Result:
+    """Rule event: declared, JSON, retained only when the birth lists it."""
     declared: dict[str, tuple[list[Any], list[Any]]] = {}
     for level, copies in _births(evidence).items():
         body = parse_json(copies[-1].payload) if copies else None
@@ -179,6 +183,7 @@ def check_event(evidence: Evidence) -> Result:
 
 
 def check_heartbeat(evidence: Evidence) -> Result:
+    """Rule heartbeat: an online state of the same session came during the wait."""
     if evidence.heartbeat is None:
         return Result("heartbeat", SKIP, evidence.skips.get("heartbeat", "not checked"))
     start, end = evidence.heartbeat
@@ -199,6 +204,7 @@ def check_heartbeat(evidence: Evidence) -> Result:
 
 
 def check_will(evidence: Evidence) -> Result:
+    """Rule will: the takeover brought a retained offline state of the node's session."""
     if evidence.will is None:
         return Result("will", SKIP, evidence.skips.get("will", "not checked"))
     start, end = evidence.will
@@ -223,6 +229,7 @@ def check_will(evidence: Evidence) -> Result:
 
 
 def check_rebirth(evidence: Evidence) -> Result:
+    """Rule rebirth: the state and every birth came again after the rebirth."""
     if evidence.rebirth is None:
         return Result("rebirth", SKIP, evidence.skips.get("rebirth", "not checked"))
     start, end = evidence.rebirth

@@ -35,7 +35,8 @@ logger = logging.getLogger("sig.conformance")
 #: what the probe does to the device, said before it starts
 NOTICE = ("publishes an empty %s/cmd/rebirth (every node answers it), test requests to the sender under test "
           "(full profile: its first declared method with params null, and an undeclared method), and connects "
-          "once with the node's client id so that the broker drops the node and publishes its Will")
+          "once with the node's client id so that the broker drops the node and publishes its Will; it waits up to 1.5 "
+          "heartbeats of the node for its state")
 
 _UNKNOWN_METHOD = "sig-conformance-no-such-method"
 
