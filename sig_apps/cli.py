@@ -6,6 +6,7 @@
     sig request [--server HOST:PORT] --sender S --method M [--params JSON] [--timeout SECONDS]
     sig web     [--server HOST:PORT] [--http HOST:PORT] [--limit N] [--listen S:E ...] [--allow-host NAME ...]
     sig alert   [--server HOST:PORT] [--listen S:E ...] [--command CMD]
+    sig conformance --mqtt URL (--node NID | --sender S) [--profile minimal|full] [--json] [--timeout S]
 
 Every subcommand takes ``--log-level`` and ``--version``; client subcommands take
 ``--user NAME`` (password from ``--password-file FILE`` or ``$SIG_PASSWORD``) or
@@ -335,11 +336,16 @@ def build_parser() -> ArgumentParser:
                        help="command to run instead of notify-send; {sender} {event} {data} {title} {body} are "
                             "filled in, else the title and body are added as its last two arguments")
     alert.set_defaults(func=cmd_alert)
+    commands.add_parser("conformance", help="check an MQTT device against docs/convention.md")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``sig`` command line; return its exit status."""
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["conformance"]:  # its own parser, loaded only when used
+        from .conformance import main as conformance
+
+        return conformance((sys.argv[1:] if argv is None else argv)[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = "sig %s" % args.command

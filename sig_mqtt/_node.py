@@ -336,7 +336,10 @@ class MqttNode:
             self._publish(self.topics.birth(self.nid, sender), b"", 1, True)
 
     def _publish_birth(self, sender: Any, description: dict[str, Any]) -> None:
-        birth = Birth(list(description.get("events") or []), description.get("requests"), self.session)
+        events = list(description.get("events") or [])
+        retain = self.retain  # what the birth lists as retained (docs/convention.md 6.3)
+        retained = [e for e in events if retain is True or (retain and (e in retain or (sender, e) in retain))]
+        birth = Birth(events, description.get("requests"), self.session, retained or None)
         try:
             payload = birth.encode()
         except (TypeError, ValueError) as exc:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "CONVENTION",
     "NodeState",
     "Birth",
     "encode_data",
@@ -23,6 +24,9 @@ __all__ = [
     "decode_json_object",
     "now_ms",
 ]
+
+#: the version of docs/convention.md this package follows (the node state's ``"sig"`` field)
+CONVENTION = "1.0"
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
 _loads = json.loads
@@ -89,7 +93,7 @@ def now_ms() -> int:
 
 @dataclass
 class NodeState:
-    """``P/node/NID``: ``{"online", "session", "ts", "proto", "heartbeat"}``."""
+    """``P/node/NID``: ``{"online", "session", "ts", "proto", "heartbeat", "sig"}`` (``sig``: :data:`CONVENTION`)."""
 
     online: bool
     session: str
@@ -99,7 +103,8 @@ class NodeState:
 
     def encode(self) -> bytes:
         """The retained payload."""
-        body: dict[str, Any] = {"online": self.online, "session": self.session, "proto": self.proto}
+        body: dict[str, Any] = {"online": self.online, "session": self.session, "proto": self.proto,
+                                "sig": CONVENTION}
         if self.ts is not None:
             body["ts"] = self.ts
         if self.heartbeat is not None:
@@ -128,15 +133,20 @@ class NodeState:
 
 @dataclass
 class Birth:
-    """``P/node/NID/sender/S``: ``{"events", "requests", "session"}`` (pysig's ``#connect`` data)."""
+    """``P/node/NID/sender/S``: ``{"events", "requests", "session"[, "retained"]}`` (pysig's ``#connect`` data;
+    ``retained``: the events the node publishes retained, when there are any)."""
 
     events: list[Any]
     requests: list[Any] | None
     session: str
+    retained: list[Any] | None = None
 
     def encode(self) -> bytes:
         """The retained payload."""
-        return encode_json({"events": self.events, "requests": self.requests, "session": self.session})
+        body = {"events": self.events, "requests": self.requests, "session": self.session}
+        if self.retained:
+            body["retained"] = self.retained
+        return encode_json(body)
 
     def describe(self) -> dict[str, Any]:
         """What ``#connect`` / ``#disconnect`` listeners get."""
@@ -154,8 +164,10 @@ class Birth:
         ):
             return None  # names a JSON value that is no pysig identifier
         session = body.get("session")
+        retained = body.get("retained")
         return cls(
             events=body["events"],
             requests=requests if isinstance(requests, list) else None,
             session=session if isinstance(session, str) else "",
+            retained=retained if isinstance(retained, list) else None,
         )

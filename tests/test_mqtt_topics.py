@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sig_mqtt._filters import FilterSet, covers, demand_filters, join, overlap
-from sig_mqtt._payload import Birth, NodeState, decode_data, encode_data
+from sig_mqtt._payload import CONVENTION, Birth, NodeState, decode_data, encode_data
 from sig_mqtt._topics import Topics, check_filter, check_prefix, decode_level, encode_level, filter_matches
 from sig_mqtt._url import parse_url
 
@@ -198,6 +199,10 @@ def test_payloads() -> None:
     birth = Birth(["a", 1], None, "s1")
     assert Birth.decode(birth.encode()) == birth
     assert birth.describe() == {"events": ["a", 1], "requests": None}
+    assert json.loads(state.encode())["sig"] == CONVENTION == "1.0"  # docs/convention.md's version
+    assert "retained" not in json.loads(birth.encode())
+    kept = Birth(["a", 1], ["get"], "s1", retained=[1])
+    assert json.loads(kept.encode())["retained"] == [1] and Birth.decode(kept.encode()) == kept
 
 
 def test_urls(monkeypatch: pytest.MonkeyPatch) -> None:
