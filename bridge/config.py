@@ -27,13 +27,11 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import sig
-from sig import InvalidArgumentError
 
 from ._syntax import (
     Placeholder,
@@ -47,6 +45,7 @@ from ._syntax import (
     parse_template,
     template_text,
 )
+from ._table import ConfigError, Table
 
 try:
     import tomllib
@@ -76,17 +75,6 @@ logger = logging.getLogger("sig.bridge.config")
 INBOUND_PAYLOADS = ("auto", "json", "number", "text")
 OUTBOUND_PAYLOADS = ("json", "text")
 LOG_LEVEL_NAMES = tuple(sig.LOG_LEVELS.BY_NAME)  # the one table of level names
-
-
-class ConfigError(InvalidArgumentError):
-    """A mistake in the config file; the message is ``FILE:LINE: what is wrong``."""
-
-    def __init__(self, filename: str, line: int | None, message: str) -> None:
-        self.filename = filename
-        self.line = line
-        self.detail = message
-        super().__init__("%s:%s: %s" % (filename, line, message) if line else "%s: %s" % (filename, message))
-
 
 
 @dataclass(frozen=True)
@@ -198,75 +186,6 @@ _AUTH_KEYS = ("anonymous", "users")
 _USER_KEYS = ("name", "password", "token")
 _ACL_KEYS = ("user", "senders", "listen", "request")
 _TOP_KEYS = ("bridge", "inbound", "outbound", "auth", "acl")
-_TYPE_NAMES = {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "a list",
-               dict: "a table"}
-
-
-class _Table:
-    """One table being read: typed getters that raise :class:`ConfigError` with file, line and key."""
-
-    def __init__(self, reader: _Reader, name: str, index: int, data: Mapping[str, Any], header: str) -> None:
-        self.reader = reader
-        self.name = name
-        self.index = index
-        self.data = data
-        self.header = header
-        self.line = reader.lines.table(name, index) or 0
-
-    def fail(self, key: str | None, message: str) -> ConfigError:
-        line = self.reader.lines.key(self.name, self.index, key) if key else self.line
-        where = "%s key '%s'" % (self.header, key) if key else self.header
-        return ConfigError(self.reader.filename, line, "%s %s" % (where, message))
-
-    def check_keys(self, known: tuple[str, ...]) -> None:
-        for key in self.data:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-                hint = " (did you mean '%s'?)" % close[0] if close else " (known: %s)" % ", ".join(known)
-                raise self.fail(key, "is unknown" + hint)
-
-    def get(self, key: str, kind: type, default: Any = None, required: bool = False) -> Any:
-        if key not in self.data:
-            if required:
-                raise self.fail(None, "needs key '%s'" % key)
-            return default
-        value = self.data[key]
-        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            ok, value = True, float(value)
-        if not ok:
-            raise self.fail(key, "must be %s, not %r" % (_TYPE_NAMES[kind], value))
-        return value
-
-    def text(self, key: str, default: str | None = None, required: bool = False, empty: bool = False) -> Any:
-        value = self.get(key, str, default, required)
-        if value is not None and not value and not empty:
-            raise self.fail(key, "must not be empty")
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        value: str = self.get(key, str, default)
-        if value not in choices:
-            raise self.fail(key, "must be one of %s, not %r" % (", ".join(choices), value))
-        return value
-
-    def patterns(self, key: str) -> tuple[str, ...]:
-        value = self.get(key, list, [])
-        for item in value:
-            if not isinstance(item, str) or not item:
-                raise self.fail(key, "must be a list of non-empty strings (glob patterns), not %r" % (value,))
-        return tuple(value)
-
-    def field_path(self, key: str) -> tuple[str, ...] | None:
-        value = self.text(key)
-        if value is None:
-            return None
-        path = tuple(value.split("."))
-        if "" in path:
-            raise self.fail(key, "must be a key or a dotted path of keys such as 'a.b', not %r" % value)
-        return path
-
-
 class _Reader:
     def __init__(self, text: str, filename: str) -> None:
         self.filename = filename
@@ -284,19 +203,19 @@ class _Reader:
     def top_fail(self, key: str, message: str) -> ConfigError:
         return ConfigError(self.filename, self.lines.table(key) or self.lines.key("", 0, key), message)
 
-    def tables(self, key: str, header: str) -> list[_Table]:
+    def tables(self, key: str, header: str) -> list[Table]:
         value = self.data.get(key, [])
         if isinstance(value, dict):
             raise self.top_fail(key, "'%s' must be an array of tables: write %s" % (key, header))
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
             raise self.top_fail(key, "'%s' must be an array of tables: write %s" % (key, header))
-        return [_Table(self, key, index, item, header) for index, item in enumerate(value)]
+        return [Table(self, key, index, item, header) for index, item in enumerate(value)]
 
-    def table(self, key: str) -> _Table:
+    def table(self, key: str) -> Table:
         value = self.data.get(key, {})
         if not isinstance(value, dict):
             raise self.top_fail(key, "'%s' must be a table: write [%s]" % (key, key))
-        return _Table(self, key, 0, value, "[%s]" % key)
+        return Table(self, key, 0, value, "[%s]" % key)
 
     def read(self) -> BridgeConfig:
         for key in self.data:
@@ -313,7 +232,7 @@ class _Reader:
             filename=self.filename,
         )
 
-    def bridge(self, table: _Table) -> BridgeSection:
+    def bridge(self, table: Table) -> BridgeSection:
         table.check_keys(_BRIDGE_KEYS)
         addresses = {}
         for key in ("listen", "broker_listen"):
@@ -352,7 +271,7 @@ class _Reader:
             heartbeat=heartbeat,
         )
 
-    def inbound(self, table: _Table) -> InboundSpec:
+    def inbound(self, table: Table) -> InboundSpec:
         table.check_keys(_INBOUND_KEYS)
         topic = table.text("topic", required=True)
         why = check_filter(topic)
@@ -404,7 +323,7 @@ class _Reader:
             line=table.line,
         )
 
-    def outbound(self, table: _Table) -> OutboundSpec:
+    def outbound(self, table: Table) -> OutboundSpec:
         table.check_keys(_OUTBOUND_KEYS)
         text = table.text("topic", required=True)
 
@@ -438,7 +357,7 @@ class _Reader:
             line=table.line,
         )
 
-    def auth(self, table: _Table) -> AuthSpec:
+    def auth(self, table: Table) -> AuthSpec:
         table.check_keys(_AUTH_KEYS)
         anonymous = table.get("anonymous", bool, True)
         users: list[UserSpec] = []
@@ -458,14 +377,14 @@ class _Reader:
             users.append(UserSpec(name, password, token))
         return AuthSpec(anonymous=anonymous, users=tuple(users))
 
-    def tables_in(self, parent: _Table, key: str, header: str) -> list[_Table]:
+    def tables_in(self, parent: Table, key: str, header: str) -> list[Table]:
         value = parent.data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
             raise parent.fail(key, "must be an array of tables: write %s" % header)
         name = "%s.%s" % (parent.name, key)
-        return [_Table(self, name, index, item, header) for index, item in enumerate(value)]
+        return [Table(self, name, index, item, header) for index, item in enumerate(value)]
 
-    def acl(self, table: _Table) -> AclEntry:
+    def acl(self, table: Table) -> AclEntry:
         table.check_keys(_ACL_KEYS)
         return AclEntry(
             user=table.text("user", required=True),

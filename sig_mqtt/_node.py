@@ -36,7 +36,6 @@ from sig import (
     EVENT_CONNECT,
     EVENT_DISCONNECT,
     CarrierError,
-    DropOldestBuffer,
     InvalidArgumentError,
     Router,
     SenderConnectedError,
@@ -44,11 +43,15 @@ from sig import (
     UnknownSenderError,
 )
 
-from ._filters import FilterSet, demand_filters
+from ._foreign import ForeignSenders
 from ._link import MqttLink, Will, properties
-from ._payload import Birth, NodeState, decode_data, decode_json_object, encode_data, encode_json, now_ms
-from ._presence import Change, Presence
+from ._nodecore import NodeCore
+from ._outlet import Outlet
+from ._payload import Birth, NodeState, decode_data, decode_json_object, encode_json, now_ms
+from ._presence import Presence
+from ._routerside import RouterSide
 from ._rpc import Rpc
+from ._sync import RoundTrips
 from ._topics import Parsed, Topics, filter_matches
 
 __all__ = ["MqttNode", "RawHandler"]
@@ -115,38 +118,27 @@ class MqttNode:
         self.topics = Topics(prefix)
         self.qos = qos
         self.heartbeat = heartbeat
-        self.buffer_size = buffer_size
         self.max_outstanding = max_outstanding
         self.request_timeout = request_timeout
-        self.retain = retain if isinstance(retain, bool) else frozenset(retain)
-        self.max_payload = max_payload
         self.subscribe_timeout = subscribe_timeout
-        self.dropped_oversized = 0
         self.on_up = on_up
         self.on_down = on_down
         self.session = uuid.uuid4().hex
-        self.ready = False
+        self.core = NodeCore(self.topics, nid, self.session, identifiers=link_settings.get("protocol", 5) == 5,
+                             heartbeat=heartbeat, max_payload=max_payload, retain=retain, follow_all=follow_all)
         self._leaving = False
         self.presence = Presence(nid, heartbeat)
         self.reply_topic = self.topics.reply(nid)
         self._lock = threading.RLock()
-        self._local: dict[Any, dict[str, Any]] = {}  # our senders -> their #connect data
-        self._foreign: dict[Any, str] = {}  # other nodes' senders in the router -> their node
-        self._own_births: dict[Any, Birth | None] = {}
-        self._filters = FilterSet(identifiers=link_settings.get("protocol", 5) == 5)
-        self._demand: dict[tuple[Any, Any], int] = {}
+        self._foreign = ForeignSenders(router, self.core.local, self.request)
         self._raw: list[tuple[str, RawHandler]] = []
-        self._buffer: DropOldestBuffer[tuple[str, bytes, int, bool, Properties | None]] = DropOldestBuffer(
-            buffer_size, "event", logger)
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._request_workers = request_workers
         self._requests = ThreadPoolExecutor(request_workers, thread_name_prefix="sig-mqtt-request")
         self._dispatcher: threading.Thread | None = None
-        self._sync_token: str | None = None
-        self._waiting: dict[str, threading.Event] = {}
-        self._watched: set[Any] = set()
-        self._next_heartbeat = 0.0
-        self.rpc = Rpc(self.reply_topic, self._publish, lambda: self.link.protocol)
+        self._round_trips = RoundTrips(lambda token: self.outlet.publish(self.reply_topic, encode_json({"sync": token}),
+                                                                          1, False))
+        self.rpc = Rpc(self.reply_topic, self._send, lambda: self.link.protocol)
         self.link = MqttLink(
             nid,
             on_connect=self._link_up,
@@ -155,22 +147,33 @@ class MqttNode:
             will=Will(self.topics.node(nid), NodeState(False, self.session, proto=5).encode()),
             **link_settings,
         )
-        own = [self.reply_topic, self.topics.rebirth, self.topics.birth_filter(None, nid)]
-        if follow_all:  # every sender of every node, listened to or not (a bridge's view)
-            own += [self.topics.birth_filter(), self.topics.node_filter]
-        for topic_filter in own:
-            self._filters.add(topic_filter)
-        router.addListener(self._outbound)  # every event of every sender; not counted as demand
-        for objsender in router.getSenders():
-            if objsender.isConnected():
-                self._sender_up(objsender.getName(), objsender.describe())
-        self._seed_demand()
-        router.watchListeners(self._listeners_changed)
+        self.outlet = Outlet(self.link, self._lock, buffer_size, max_outstanding, qos, self.topics.event_root)
+        self.router_side = RouterSide(router, self.core, self.outlet, self.link, self._lock, self._foreign, qos,
+                                      subscribe_timeout, lambda: self._dispatcher)
+        self.router_side.attach()
+
+    @property
+    def ready(self) -> bool:
+        """Online, with our state and births published again: events go out at once."""
+        return self.outlet.ready
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self.outlet.ready = value
 
     @property
     def dropped_events(self) -> int:
         """Events dropped (oldest first) because the buffer was full while the broker was away."""
-        return self._buffer.dropped
+        return self.outlet.buffer.dropped
+
+    @property
+    def dropped_oversized(self) -> int:
+        """Messages on sig's topics dropped for being larger than ``max_payload``."""
+        return self.core.dropped_oversized
+
+    def hosts(self, sender: Any) -> bool:
+        """Tell whether ``sender`` is one of this node's own (its router's) senders."""
+        return sender in self.core.local
 
     # -- life ----------------------------------------------------------------------
 
@@ -195,9 +198,9 @@ class MqttNode:
         """Leave cleanly: remove our births, say offline, disconnect (no Will)."""
         self._leaving = True
         if self.link.connected and self.ready:
-            for sender in list(self._local):
-                self._publish(self.topics.birth(self.nid, sender), b"", 1, True)
-            self._publish(self.topics.node(self.nid), self._state(False), 1, True)
+            for sender in list(self.core.local):
+                self.outlet.publish(self.topics.birth(self.nid, sender), b"", 1, True)
+            self.outlet.publish(self.topics.node(self.nid), self._state(False), 1, True)
             self.link.wait_writable(1, timeout)
         self.ready = False
         self.link.stop()
@@ -210,11 +213,7 @@ class MqttNode:
 
     def close(self) -> None:
         """Detach from the router (after :meth:`stop`)."""
-        self.router.unwatchListeners(self._listeners_changed)
-        try:
-            self.router.removeListener(self._outbound)
-        except SigError:
-            pass
+        self.router_side.detach()
 
     # -- foreign topics (the bridge) ---------------------------------------------
 
@@ -222,11 +221,11 @@ class MqttNode:
         """Hand messages on ``topic_filter`` (outside sig's tree) to ``handler`` on the dispatcher."""
         with self._lock:
             self._raw.append((topic_filter, handler))
-            self._apply_filters(self._filters.add(topic_filter))
+            self.outlet.apply(self.core.add_filter(topic_filter))
 
     def publish_raw(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         """Publish any topic (buffered like events while the broker is unreachable)."""
-        self._publish(topic, payload, qos, retain, buffer=True)
+        self.outlet.publish(topic, payload, qos, retain, buffer=True)
 
     # -- requests to other nodes ----------------------------------------------------
 
@@ -256,11 +255,10 @@ class MqttNode:
         births have arrived; then :attr:`presence` knows whether it is connected.
         """
         with self._lock:
-            if sender in self._watched:
+            change = self.core.watch(sender)
+            if change is None:
                 return
-            self._watched.add(sender)
-            for topic_filter in (self.topics.birth_filter(sender), self.topics.node_filter):
-                self._apply_filters(self._filters.add(topic_filter))
+            self.outlet.apply(change)
         self.round_trip(timeout)
 
     def round_trip(self, timeout: float = 2.0) -> bool:
@@ -270,12 +268,8 @@ class MqttNode:
         """
         if not self.ready or threading.current_thread() is self._dispatcher:
             return False
-        token = uuid.uuid4().hex
-        event = self._waiting[token] = threading.Event()
-        self._publish(self.reply_topic, encode_json({"sync": token}), 1, False)
-        if event.wait(timeout):
+        if self._round_trips.wait(timeout):
             return True
-        self._waiting.pop(token, None)
         logger.debug("no round trip through the broker in %.1f s", timeout)
         return False
 
@@ -293,146 +287,20 @@ class MqttNode:
         if owner is not None:
             raise SenderConnectedError("sender %r is already connected on node %s" % (sender, owner))
 
-    # -- the router's side -------------------------------------------------------------
-
-    def _outbound(self, info: dict[str, Any], data: Any) -> None:
-        """Router broadcast listener: publish what our senders do."""
-        sender = info["sender"]
-        event = info["event"]
-        if event in _BUILTIN:
-            if sender in self._foreign:
-                return
-            if event == EVENT_CONNECT:
-                self._sender_up(sender, data)
-            else:
-                self._sender_down(sender)
-            return
-        if sender not in self._local:
-            return  # another node's event, or a plain device's
-        try:
-            payload = encode_data(data)
-        except (TypeError, ValueError) as exc:
-            logger.error("event %r:%r not published: its data is not JSON (%s)", sender, event, exc)
-            return
-        retain = self.retain
-        if retain is not False:
-            retain = retain is True or event in retain or (sender, event) in retain
-        self._publish(self.topics.event(sender, event), payload, self.qos, retain, buffer=True)
-
-    def _sender_up(self, sender: Any, description: Any) -> None:
-        description = description if isinstance(description, dict) else {"events": [], "requests": None}
-        with self._lock:
-            self._local[sender] = description
-            self._apply_filters(self._filters.add(self.topics.request_filter(sender)))
-        if self.ready:
-            self._publish_birth(sender, description)
-
-    def _sender_down(self, sender: Any) -> None:
-        with self._lock:
-            if self._local.pop(sender, None) is None:
-                return
-            self._apply_filters(self._filters.remove(self.topics.request_filter(sender)))
-        if self.ready:
-            self._publish(self.topics.birth(self.nid, sender), b"", 1, True)
-
-    def _publish_birth(self, sender: Any, description: dict[str, Any]) -> None:
-        events = list(description.get("events") or [])
-        retain = self.retain  # what the birth lists as retained (docs/convention.md 6.3)
-        retained = [e for e in events if retain is True or (retain and (e in retain or (sender, e) in retain))]
-        birth = Birth(events, description.get("requests"), self.session, retained or None)
-        try:
-            payload = birth.encode()
-        except (TypeError, ValueError) as exc:
-            logger.error("birth of %r not published: %s", sender, exc)
-            return
-        self._publish(self.topics.birth(self.nid, sender), payload, 1, True)
-
-    def _seed_demand(self) -> None:
-        for name, objsender in list(self.router.senders.items()):
-            for event, objevent in objsender.getEvents().items():
-                count = sum(1 for listener in objevent.listeners if listener != self._outbound)
-                for _ in range(count):
-                    self._listeners_changed(name, event, True)
-
-    def _listeners_changed(self, sender: Any, event: Any, added: bool) -> None:
-        """Router watcher: subscribe what the router's listeners need.
-
-        A new subscription is waited for (its SUBACK, at most ``subscribe_timeout``
-        seconds): once ``addListener`` returns, the listener hears what is published.
-        """
-        key = (sender, event)
-        mark = None
-        with self._lock:
-            count = self._demand.get(key, 0) + (1 if added else -1)
-            if count > 0:
-                self._demand[key] = count
-            else:
-                self._demand.pop(key, None)
-            if (count == 1 and added) or (count == 0 and not added):
-                for topic_filter in demand_filters(self.topics, sender, event):
-                    change = self._filters.add(topic_filter) if added else self._filters.remove(topic_filter)
-                    self._apply_filters(change)
-                if added and self.link.connected:
-                    mark = self.link.subacks.mark()
-        if mark is not None and threading.current_thread() is not self._dispatcher:
-            if not self.link.wait_subscribed(mark, self.subscribe_timeout):
-                logger.warning("[MQTT] no SUBACK in %.1f s for the listener on (%r, %r): it may miss the first "
-                               "events", self.subscribe_timeout, sender, event)
-
-    def _apply_filters(self, change: tuple[list[tuple[str, int | None]], list[str]]) -> None:
-        subscribe, unsubscribe = change
-        if not self.link.connected:
-            return  # all of them are subscribed again on connect
-        if subscribe:
-            self._subscribe(subscribe)
-        if unsubscribe:
-            self.link.unsubscribe(unsubscribe)
-
-    def _subscribe(self, filters: list[tuple[str, int | None]]) -> None:
-        # No Local on events only: our own events need not come back, but our
-        # retained births and our replies (the sync marker) must.
-        events = self.topics.event_root
-        own = [(f, sid) for f, sid in filters if f.startswith(events)]
-        self.link.subscribe(own, self.qos, no_local=True)
-        self.link.subscribe([(f, sid) for f, sid in filters if not f.startswith(events)], self.qos)
-
     # -- publishing ------------------------------------------------------------------------
 
     def _state(self, online: bool) -> bytes:
-        return NodeState(online, self.session, now_ms(), self.link.protocol, self.heartbeat).encode()
+        return self.core.state(online, now_ms(), self.link.protocol)
+
+    def _send(self, topic: str, payload: bytes, qos: int, retain: bool, buffer: bool = False,
+              properties: Properties | None = None) -> None:
+        self.outlet.publish(topic, payload, qos, retain, buffer, properties)
 
     def _publish_state(self, online: bool) -> None:
         props = None
         if self.link.protocol == 5 and online:
             props = properties(PacketTypes.PUBLISH, MessageExpiryInterval=max(1, math.ceil(3 * self.heartbeat)))
-        self._publish(self.topics.node(self.nid), self._state(online), 1, True, properties=props)
-
-    def _publish(
-        self,
-        topic: str,
-        payload: bytes,
-        qos: int,
-        retain: bool,
-        buffer: bool = False,
-        properties: Properties | None = None,
-    ) -> None:
-        if not self.ready and buffer:
-            with self._lock:
-                if not self.ready:
-                    self._buffer.append((topic, payload, qos, retain, properties))
-                    return
-        if not self.link.connected:
-            if not buffer:
-                return  # state and births are published again on connect
-            raise CarrierError("not connected to the broker")
-        if self.link.outstanding() >= self.max_outstanding and threading.current_thread() is not (
-            self.link.network_thread
-        ):
-            self.link.wait_writable(self.max_outstanding, 30.0)
-        try:
-            self.link.publish(topic, payload, qos, retain, properties)
-        except ValueError as exc:
-            logger.error("cannot publish on %r: %s", topic, exc)
+        self.outlet.publish(self.topics.node(self.nid), self._state(online), 1, True, properties=props)
 
     # -- connection state (dispatcher thread) --------------------------------------------
 
@@ -446,20 +314,17 @@ class MqttNode:
         logger.info("[MQTT] node %s online (MQTT %s, session %s)", self.nid, "5" if protocol == 5 else "3.1.1",
                     "resumed" if session_present else "new")
         with self._lock:
-            if self._filters.identifiers != (protocol == 5):
-                self._filters.set_identifiers(protocol == 5)
-            self._subscribe(list(self._filters.subscribed.items()))
+            self.outlet.subscribe(self.core.resubscribe(protocol == 5))
             self._publish_state(True)
-            for sender, description in list(self._local.items()):
-                self._publish_birth(sender, description)
-            self._sync_token = uuid.uuid4().hex
-            self._publish(self.reply_topic, encode_json({"sync": self._sync_token}), 1, False)
+            for sender in list(self.core.local):
+                self.router_side.publish_birth(sender)
+            self._round_trips.mark_connect()
             self.ready = True
-            buffered = self._buffer.take()
+            buffered = self.outlet.take_buffered()
         self.presence.refresh(time.time())
-        self._next_heartbeat = time.monotonic() + self.heartbeat
+        self.core.next_heartbeat = time.monotonic() + self.heartbeat
         for topic, payload, qos, retain, props in buffered:
-            self._publish(topic, payload, qos, retain, buffer=True, properties=props)
+            self.outlet.publish(topic, payload, qos, retain, buffer=True, properties=props)
         if buffered:
             logger.info("[MQTT] sent %d buffered message(s)", len(buffered))
         if self.on_up is not None:
@@ -490,26 +355,24 @@ class MqttNode:
             payload = bytes(payload)
         props = message.properties
         ids = getattr(props, "SubscriptionIdentifier", None) if props is not None else None
-        if ids and not self._filters.accept(topic, ids):
-            return  # another copy of the same message is dispatched
-        parsed = self.topics.parse(topic)
-        if len(payload) > self.max_payload:
-            self.dropped_oversized += 1
-            logger.warning("dropped a %d-byte message on %s: larger than max_payload (%d)", len(payload), topic,
-                           self.max_payload)
-            return
-        if parsed is None:
-            self._jobs.put(functools.partial(self._raw_message, topic, payload, bool(message.retain)))
-        elif parsed.kind == "reply":
-            self._reply(message)
-        elif parsed.kind == "request":
-            self._requests.submit(self._answer, parsed, message)
-        else:
+        what = self.core.classify(topic, len(payload), ids)
+        kind, parsed = what.kind, what.parsed
+        if kind == "tree" and parsed is not None:
             self._jobs.put(functools.partial(self._tree_message, parsed, payload, bool(message.retain)))
+        elif kind == "request" and parsed is not None:
+            self._requests.submit(self._answer, parsed, message)
+        elif kind == "reply":
+            self._reply(message)
+        elif kind == "raw":
+            self._jobs.put(functools.partial(self._raw_message, topic, payload, bool(message.retain)))
+        elif kind == "oversized":
+            logger.warning("dropped a %d-byte message on %s: larger than max_payload (%d)", len(payload), topic,
+                           self.core.max_payload)
+        # "copy": another copy of the same message is dispatched
 
     def _dispatch_loop(self) -> None:
         while True:
-            timeout = max(0.05, min(1.0, self._next_heartbeat - time.monotonic())) if self.ready else 1.0
+            timeout = self.core.wait(time.monotonic(), self.ready)
             try:
                 job = self._jobs.get(timeout=timeout)
             except queue.Empty:
@@ -524,11 +387,9 @@ class MqttNode:
     def _tick(self) -> None:
         if not self.ready:
             return
-        now = time.monotonic()
-        if now >= self._next_heartbeat:
-            self._next_heartbeat = now + self.heartbeat
+        if self.core.heartbeat_due(time.monotonic()):
             self._publish_state(True)
-        self._apply(self.presence.expire(time.time()))
+        self._foreign.apply(self.presence.expire(time.time()))
 
     def _tree_message(self, parsed: Parsed, payload: bytes, retained: bool) -> None:
         kind = parsed.kind
@@ -539,13 +400,13 @@ class MqttNode:
         elif kind == "node":
             self._node_state(str(parsed.nid), payload, retained)
         elif kind == "rebirth":
-            logger.info("[MQTT] rebirth asked: publishing state and %d birth(s)", len(self._local))
+            logger.info("[MQTT] rebirth asked: publishing state and %d birth(s)", len(self.core.local))
             self._publish_state(True)
-            for sender, description in list(self._local.items()):
-                self._publish_birth(sender, description)
+            for sender in list(self.core.local):
+                self.router_side.publish_birth(sender)
 
     def _event(self, sender: Any, event: Any, payload: bytes, retained: bool) -> None:
-        if sender in self._local or event in _BUILTIN:
+        if self.core.is_echo(sender, event):
             return  # our own event back (3.1.1 has no No Local), or not an event
         data, extra = decode_data(payload)
         if retained:
@@ -561,9 +422,9 @@ class MqttNode:
             logger.warning("unreadable birth of %r on node %s: %.100r", sender, nid, payload)
             return
         if nid == self.nid:
-            self._own_births[sender] = birth
+            self.core.own_births[sender] = birth
             return
-        self._apply(self.presence.sender_birth(nid, sender, birth, retained))
+        self._foreign.apply(self.presence.sender_birth(nid, sender, birth, retained))
 
     def _node_state(self, nid: str, payload: bytes, retained: bool) -> None:
         state = NodeState.decode(payload) if payload else None
@@ -578,38 +439,7 @@ class MqttNode:
                                "the Will of another client with the same id")
                 self._publish_state(True)
             return
-        self._apply(self.presence.node_state(nid, state, retained, time.time()))
-
-    def _apply(self, changes: list[Change]) -> None:
-        for change in changes:
-            sender = change.sender
-            if change.kind == "connect":
-                if sender in self._local:
-                    logger.warning("sender %r of node %s clashes with ours: ignored", sender, change.nid)
-                    continue
-                requests = None
-                if change.birth.requests is not None:
-                    forward = functools.partial(self._forward_request, sender)
-                    requests = {m: (forward if m is None else functools.partial(forward, m))
-                                for m in change.birth.requests}
-                self._foreign[sender] = change.nid
-                try:
-                    self.router.addSender(sender, change.birth.events, requests=requests, announce=change.announce)
-                except SenderConnectedError:
-                    self._foreign.pop(sender, None)
-                    logger.warning("sender %r of node %s is connected here already: ignored", sender, change.nid)
-                except (SigError, TypeError, ValueError) as exc:
-                    self._foreign.pop(sender, None)
-                    logger.warning("sender %r of node %s not added: %s", sender, change.nid, exc)
-            elif self._foreign.get(sender) == change.nid:
-                try:
-                    self.router.removeSender(sender)
-                except SigError:
-                    pass
-                self._foreign.pop(sender, None)
-
-    def _forward_request(self, sender: Any, method: Any, params: Any) -> Any:
-        return self.request(sender, method, params)
+        self._foreign.apply(self.presence.node_state(nid, state, retained, time.time()))
 
     def _raw_message(self, topic: str, payload: bytes, retained: bool) -> None:
         for topic_filter, handler in list(self._raw):
@@ -631,22 +461,16 @@ class MqttNode:
             self.rpc.resolve(body, message.properties)
 
     def _synced(self, token: Any) -> None:
-        """Our subscriptions' retained messages have arrived: delete our stale births."""
-        waiting = self._waiting.pop(token, None) if isinstance(token, str) else None
-        if waiting is not None:
-            waiting.set()
+        """A marker came back; the connect's: our subscriptions' retained messages are in, drop stale births."""
+        if not self._round_trips.arrived(token):
             return
-        if token != self._sync_token:
-            return
-        for sender, birth in list(self._own_births.items()):
-            if birth is not None and (sender not in self._local or birth.session != self.session):
-                logger.info("[MQTT] removing stale birth of %r", sender)
-                self._publish(self.topics.birth(self.nid, sender), b"", 1, True)
-        self._own_births.clear()
+        for sender in self.core.stale_own_births():
+            logger.info("[MQTT] removing stale birth of %r", sender)
+            self.outlet.publish(self.topics.birth(self.nid, sender), b"", 1, True)
 
     def _answer(self, parsed: Parsed, message: paho.MQTTMessage) -> None:
         """Request pool: run a request to one of our senders and publish the reply."""
-        if parsed.sender not in self._local:
+        if parsed.sender not in self.core.local:
             return  # a widened 3.1.1 subscription brought another node's request
         self.rpc.answer(functools.partial(self.router.request, parsed.sender, parsed.name), message,
                         "request %r to %r" % (parsed.name, parsed.sender))

@@ -207,9 +207,9 @@ class CarrierMQTTClient(Carrier):
                 return future
         if message.get("method") == "request" and isinstance(params, dict):
             sender = params.get("sender")
-            if sender not in self.node._local and self.network.senders.get(sender) is None:
+            if not self.node.hosts(sender) and self.network.senders.get(sender) is None:
                 self._watch(sender)  # a sender we never heard of: ask the broker who hosts it
-            if self.node.presence.owner(sender) is not None and sender not in self.node._local:
+            if self.node.presence.owner(sender) is not None and not self.node.hosts(sender):
                 try:
                     response = self.node.request(sender, params.get("method"), params.get("params"), timeout)
                 except Exception as exc:
