@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._hass_config import HassSection, read_hass_section
 from ._syntax import (
     Placeholder,
     Template,
@@ -168,6 +169,7 @@ class BridgeConfig:
     auth: AuthSpec = field(default_factory=AuthSpec)
     acl: tuple[AclEntry, ...] = ()
     filename: str = "<string>"
+    homeassistant: HassSection = field(default_factory=HassSection)
 
     def access_dict(self) -> dict[str, Any]:
         """The ``[auth]`` and ``[[acl]]`` tables as plain data (the shape ``sig.AccessControl.from_dict`` reads).
@@ -194,7 +196,7 @@ _OUTBOUND_KEYS = ("sender", "event", "topic", "retain", "qos", "payload", "field
 _AUTH_KEYS = ("anonymous", "users")
 _USER_KEYS = ("name", "password", "token")
 _ACL_KEYS = ("user", "senders", "listen", "request")
-_TOP_KEYS = ("bridge", "inbound", "outbound", "auth", "acl")
+_TOP_KEYS = ("bridge", "inbound", "outbound", "auth", "acl", "homeassistant")
 _TYPE_NAMES = {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "a list",
                dict: "a table"}
 
@@ -308,6 +310,7 @@ class _Reader:
             auth=self.auth(self.table("auth")),
             acl=tuple(self.acl(table) for table in self.tables("acl", "[[acl]]")),
             filename=self.filename,
+            homeassistant=read_hass_section(self.table("homeassistant")),
         )
 
     def bridge(self, table: _Table) -> BridgeSection:

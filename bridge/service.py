@@ -48,6 +48,7 @@ class BridgeSettings:
     rules: Rules | None = None
     access: dict[str, Any] | None = None
     mqtt_settings: dict[str, Any] = field(default_factory=dict)
+    ha_discovery: Any = None  # a sig_mqtt.hass.HassSettings: announce every sender to Home Assistant
 
 
 class Bridge:
@@ -111,7 +112,7 @@ class Bridge:
         settings = self.settings
         options: dict[str, Any] = dict(
             client_id=settings.node_id, prefix=settings.prefix, heartbeat=settings.heartbeat,
-            **settings.mqtt_settings,
+            ha_discovery=settings.ha_discovery, **settings.mqtt_settings,
         )
         if settings.mqtt_url:
             try:
