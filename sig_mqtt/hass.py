@@ -347,9 +347,9 @@ class Discovery:
 
     def request_platform(self, sender: Any, method: Any) -> str | None:
         """The platform of a request method (``None``: ignored, or the default handler)."""
-        hints = self.settings.request_hints(sender, method)
-        if method is None or hints.get("ignore"):
+        if method is None or self.settings.request_hints(sender, method).get("ignore"):
             return None
+        hints = self.settings.request_hints(sender, method)
         return str(hints.get("component", "button"))
 
     def request(self, sender: Any, host: str, method: Any) -> Entity | None:

@@ -161,7 +161,7 @@ def test_mqtt_only_node(home_assistant: HomeAssistant, ha_mosquitto: Mosquitto) 
         hass.service("button", "press", entity_id="button.oven_off")
         assert pressed.wait(10)
         # the node's connection dies (its Will): unavailable
-        carrier.node.link.stop()  # no clean leave: the broker sends the Will
+        carrier.node.link.drop()  # a crash: no DISCONNECT, the broker sends the Will
         hass.wait_state("sensor.oven_heat", UNAVAILABLE)
         assert carrier.connect("127.0.0.1", ha_mosquitto.port)
         hass.wait_state("sensor.oven_heat", available)
