@@ -90,7 +90,8 @@ def build(log: bool = True) -> Path:
     # The machines set PYTHONDONTWRITEBYTECODE=1: without compiled files HA's API comes up in 7-8 s
     # instead of 3-4 s on every start.
     # (a few files of some packages do not compile on purpose: their exit status is not an error)
-    subprocess.call([str(hass_python()), "-m", "compileall", "-q", "-j", "0", str(VENV / "lib")], stdout=subprocess.DEVNULL)
+    subprocess.call([str(hass_python()), "-m", "compileall", "-q", "-j", "0", str(VENV / "lib")],
+                    stdout=subprocess.DEVNULL)
     _STAMP.write_text("\n".join(PINS) + "\n")
     if log:
         print("Home Assistant venv built in %.0f s: %s" % (time.monotonic() - started, VENV), flush=True)

@@ -5,9 +5,13 @@ own senders and bridge node id. Values are published again until Home Assistant 
 subscribes an entity's state topic ~0.1 s after the entity appears (shared HOMEASSISTANT.md).
 """
 
+# ruff: noqa: F811 - the tests take test_bridge's ``bridges`` fixture by its name
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -18,11 +22,10 @@ from typing import Any
 import pytest
 from hautil import HomeAssistant
 from mqttutil import Mosquitto, mosquitto_pub
-from test_bridge import BridgeProc, bridges  # noqa: F401 - the fixture
 from netutil import wait_until
+from test_bridge import ROOT, BridgeProc, bridges  # noqa: F401 - the fixture: sig-bridge subprocesses
 
-import sig
-from sig_mqtt import CarrierMQTTClient, Topics
+from sig_mqtt import Topics
 from sig_mqtt.hass import Discovery
 
 pytestmark = [pytest.mark.homeassistant, pytest.mark.timeout(300)]
@@ -144,32 +147,60 @@ def test_tcp_client_sender_through_the_bridge(home_assistant: HomeAssistant, ha_
     assert wait_until(lambda: "[HA] sender 'thermo' removed" in bridge.text(), 5)
 
 
+class NodeProc:
+    """tests/hass_node_child.py: an MQTT-only node (``CarrierMQTTClient(ha_discovery=True)``) in a process."""
+
+    def __init__(self, port: int, client_id: str, sender: str) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("hass_node_child.py")), str(port), client_id, sender],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+        threading.Thread(target=self._read, daemon=True).start()
+        assert wait_until(lambda: "ready" in self.lines, 15), self.lines
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.strip())
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
 def test_mqtt_only_node(home_assistant: HomeAssistant, ha_mosquitto: Mosquitto) -> None:
     hass = home_assistant
-    pressed = threading.Event()
-    carrier = CarrierMQTTClient(client_id="kitchen-node", ha_discovery=True, reconnect_max=0.5)
-    router = sig.ClientRouter(carrier, request_timeout=5.0)
+    node = NodeProc(ha_mosquitto.port, "kitchen-node", "oven")
     try:
-        assert carrier.connect("127.0.0.1", ha_mosquitto.port)
-        oven = router.addRemoteSender("oven", ["heat", "state"], requests={"off": lambda p: pressed.set() or "off"})
         hass.wait(lambda: hass.state("button.oven_off"), 15, "button.oven_off")
-        hass.wait_state("sensor.oven_heat", "180", nudge=lambda: oven.getSignal("heat").trigger(180))
+        hass.wait_state("sensor.oven_heat", "180", nudge=lambda: node.send("fire heat 180"))
         state = hass.wait_state("sensor.oven_state", lambda s: s.startswith("{"),
-                                nudge=lambda: oven.getSignal("state").trigger({"mode": "bake", "door": "closed"}))
+                                nudge=lambda: node.send('fire state {"mode": "bake", "door": "closed"}'))
         assert state["attributes"]["mode"] == "bake"  # an object: its fields are attributes
         assert via_device_name(hass, "sensor.oven_heat") == "sig node kitchen-node"
         hass.service("button", "press", entity_id="button.oven_off")
-        assert pressed.wait(10)
-        # the node's connection dies (its Will): unavailable
-        carrier.node.link.drop()  # a crash: no DISCONNECT, the broker sends the Will
-        hass.wait_state("sensor.oven_heat", UNAVAILABLE)
-        assert carrier.connect("127.0.0.1", ha_mosquitto.port)
+        assert wait_until(lambda: "pressed null" in node.lines, 10), node.lines
+        # the node dies (SIGKILL: the broker sends its Will): unavailable, still there
+        node.kill()
+        for entity in ("sensor.oven_heat", "sensor.oven_state", "button.oven_off"):
+            hass.wait_state(entity, UNAVAILABLE)
+        node = NodeProc(ha_mosquitto.port, "kitchen-node", "oven")
         hass.wait_state("sensor.oven_heat", available)
-        router.removeRemoteSender("oven")
+        hass.wait_state("sensor.oven_heat", "181", nudge=lambda: node.send("fire heat 181"))
+        node.send("remove")
         for entity in ("sensor.oven_heat", "sensor.oven_state", "button.oven_off"):
             hass.wait(lambda entity=entity: hass.state(entity) is None, 15, "%s removed" % entity)
     finally:
-        carrier.disconnect()
+        node.kill()
 
 
 def test_plain_device_following_the_topic_tree(home_assistant: HomeAssistant, ha_mosquitto: Mosquitto,

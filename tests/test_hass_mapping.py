@@ -210,7 +210,7 @@ def test_bridge_toml_homeassistant_table() -> None:
     assert config.homeassistant.settings.discovery_prefix == "ha"
     assert config.homeassistant.settings.event_hints("any", "door") == {"component": "binary_sensor"}
     assert parse_config("").homeassistant.discovery is False
-    with pytest.raises(ConfigError, match=r"bridge.toml:\d+: \[homeassistant\] key 'events' has a mistake: event 'door'"):
+    with pytest.raises(ConfigError, match=r"bridge.toml:\d+: \[homeassistant\] key 'events' has a mistake: event 'do"):
         parse_config('[homeassistant]\n[homeassistant.events.door]\ncomponent = "lamp"\n', "bridge.toml")
     with pytest.raises(ConfigError, match="key 'discovry' is unknown"):
         parse_config("[homeassistant]\ndiscovry = true\n", "bridge.toml")
