@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import secrets
@@ -35,6 +36,16 @@ from mqttutil import Mosquitto, free_port
 __all__ = ["HomeAssistant", "home_assistant", "ha_mosquitto", "validate_discovery"]
 
 _API_TIMEOUT = 60.0  # seconds for the API to answer after launch (3-8 s measured)
+# Home Assistant processes not stopped yet: killed at exit at the latest (by PID)
+_running: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for proc in list(_running.values()):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _store(key: str, version: int, data: Any, minor: int = 1) -> str:
@@ -114,6 +125,7 @@ class HomeAssistant:
             [str(self.python), "-m", "homeassistant", "-c", str(self.dir), "--skip-pip"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
+        _running[self.proc.pid] = self.proc
         self.wait(lambda: self._get("/api/") is not None, _API_TIMEOUT, "the API")
         self.timings["api"] = time.monotonic() - started
         self.wait(lambda: "mqtt" in (self._get("/api/config") or {}).get("components", []), 30, "MQTT loaded")
@@ -123,7 +135,10 @@ class HomeAssistant:
     def stop(self) -> None:
         """SIGTERM by PID, SIGKILL after 20 s."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
+            return
+        _running.pop(proc.pid, None)
+        if proc.poll() is not None:
             return
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -270,6 +285,7 @@ def home_assistant(ha_python: Path, ha_mosquitto: Mosquitto) -> Iterator[HomeAss
             hass.timings["api"], hass.timings["mqtt"]))
         yield hass
     finally:
+        hass.stop()
+        if os.environ.get("SIG_HASS_LOG"):
+            print("Home Assistant log:", hass.log_tail(100000))
         hass.close()
-        if os.environ.get("SIG_HASS_KEEP"):
-            print("Home Assistant log:", hass.log_tail())
