@@ -179,10 +179,13 @@ class Bridge:
         objsender = self.router.senders.get(sender)
         if objsender is None or not objsender.isConnected():
             return
+        self.router.lost_senders.add(sender)  # offline, not removed: Home Assistant keeps its entities
         try:
             self.router.removeSender(sender)
         except sig.SigError as exc:
             logger.warning("[BRIDGE] device %r not disconnected: %s", sender, exc)
+        finally:
+            self.router.lost_senders.discard(sender)
 
     def _outbound_event(self, info: dict[str, Any], data: Any) -> None:
         """An event an outbound rule maps to a plain topic."""

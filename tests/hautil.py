@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import secrets
@@ -30,22 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import ha_venv
+import mqttutil
 import pytest
 from mqttutil import Mosquitto, free_port
 
 __all__ = ["HomeAssistant", "home_assistant", "ha_mosquitto", "validate_discovery"]
 
 _API_TIMEOUT = 60.0  # seconds for the API to answer after launch (3-8 s measured)
-# Home Assistant processes not stopped yet: killed at exit at the latest (by PID)
-_running: dict[int, subprocess.Popen[bytes]] = {}
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    for proc in list(_running.values()):
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+# Home Assistant processes not stopped yet: mqttutil kills them (by PID) at exit at the latest
+_running = mqttutil._running
 
 
 def _store(key: str, version: int, data: Any, minor: int = 1) -> str:

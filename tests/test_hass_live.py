@@ -207,9 +207,9 @@ def test_plain_device_following_the_topic_tree(home_assistant: HomeAssistant, ha
                                                bridges: Any) -> None:
     hass = home_assistant
     port = ha_mosquitto.port
-    bridges(*bridge_args(ha_mosquitto, "bridge-plain"))
+    bridge = bridges(*bridge_args(ha_mosquitto, "bridge-plain"))
     # what a small device publishes itself: its node state, its sender's birth, its events
-    mosquitto_pub(port, "sig/node/esp-1", json.dumps({"online": True, "session": "s1", "ts": 0}), "-r")
+    mosquitto_pub(port, "sig/node/esp-1", json.dumps({"online": True, "session": "s1", "ts": int(time.time() * 1000)}), "-r")
     mosquitto_pub(port, "sig/node/esp-1/sender/porch", json.dumps({"events": ["lux", "motion"], "requests": None,
                                                                    "session": "s1"}), "-r")
     hass.wait_state("sensor.porch_lux", "340", nudge=lambda: mosquitto_pub(port, "sig/event/porch/lux", "340"))
@@ -219,8 +219,13 @@ def test_plain_device_following_the_topic_tree(home_assistant: HomeAssistant, ha
     mosquitto_pub(port, "sig/node/esp-1", json.dumps({"online": False, "session": "s1"}), "-r")
     hass.wait_state("sensor.porch_lux", UNAVAILABLE)
     hass.wait_state("binary_sensor.porch_motion", UNAVAILABLE)
-    mosquitto_pub(port, "sig/node/esp-1", json.dumps({"online": True, "session": "s1", "ts": 0}), "-r")
+    mosquitto_pub(port, "sig/node/esp-1", json.dumps({"online": True, "session": "s1", "ts": int(time.time() * 1000)}), "-r")
     hass.wait_state("sensor.porch_lux", available)
+    # the bridge restarts: it learns of the device from the retained birth (no #connect)
+    bridge.stop()
+    bridge = bridges(*bridge_args(ha_mosquitto, "bridge-plain"))
+    assert wait_until(lambda: "[HA] announced sender 'porch'" in bridge.text(), 10), bridge.text()
+    hass.wait_state("sensor.porch_lux", "350", nudge=lambda: mosquitto_pub(port, "sig/event/porch/lux", "350"))
     # its birth cleared: removed
     mosquitto_pub(port, "sig/node/esp-1/sender/porch", "", "-r")
     for entity in ("sensor.porch_lux", "binary_sensor.porch_motion"):
@@ -296,3 +301,40 @@ def test_home_assistant_restart_gets_every_config_again(home_assistant: HomeAssi
     hass.wait_state("sensor.cellar_temperature", "13.0", nudge=lambda: thermo.fire("temperature", 13.0))
     print("\nHA restart: entities back %.1f s after launch" % (time.monotonic() - started))
     assert "Home Assistant online: published" in bridge.text()
+
+
+def test_a_zigbee2mqtt_device_through_inbound_rules(home_assistant: HomeAssistant, ha_mosquitto: Mosquitto,
+                                                    bridges: Any, tmp_path: Path) -> None:
+    """A device mapped by [[inbound]] rules: offline (its availability topic) keeps its entities, unavailable."""
+    hass = home_assistant
+    port = ha_mosquitto.port
+    config = tmp_path / "bridge.toml"
+    config.write_text(textwrap.dedent("""
+        [homeassistant]
+        discovery = true
+
+        [homeassistant.events."#temperature"]
+        device_class = "temperature"
+        unit_of_measurement = "°C"
+
+        [[inbound]]
+        topic = "z2m/+"
+        sender = "{1}"
+        event = "#temperature"
+        field = "temperature"
+
+        [[inbound]]
+        topic = "z2m/+/availability"
+        sender = "{1}"
+        availability = true
+        """))
+    bridges(*bridge_args(ha_mosquitto, "bridge-z2m", config))
+    mosquitto_pub(port, "z2m/hall/availability", "online", "-r")
+    state = hass.wait_state("sensor.hall_temperature", "20.5",
+                            nudge=lambda: mosquitto_pub(port, "z2m/hall", json.dumps({"temperature": 20.5})))
+    assert state["attributes"]["unit_of_measurement"] == "°C"
+    mosquitto_pub(port, "z2m/hall/availability", "offline", "-r")
+    hass.wait_state("sensor.hall_temperature", UNAVAILABLE)
+    mosquitto_pub(port, "z2m/hall/availability", "online", "-r")
+    hass.wait_state("sensor.hall_temperature", available)
+    mosquitto_pub(port, "z2m/hall/availability", "", "-r")
