@@ -203,13 +203,18 @@ def test_mqtt_only_node(home_assistant: HomeAssistant, ha_mosquitto: Mosquitto) 
         node.kill()
 
 
+def online_state() -> str:
+    """A device's node state: online, now (a retained state older than 3 heartbeats is taken as stale)."""
+    return json.dumps({"online": True, "session": "s1", "ts": int(time.time() * 1000)})
+
+
 def test_plain_device_following_the_topic_tree(home_assistant: HomeAssistant, ha_mosquitto: Mosquitto,
                                                bridges: Any) -> None:
     hass = home_assistant
     port = ha_mosquitto.port
     bridge = bridges(*bridge_args(ha_mosquitto, "bridge-plain"))
     # what a small device publishes itself: its node state, its sender's birth, its events
-    mosquitto_pub(port, "sig/node/esp-1", json.dumps({"online": True, "session": "s1", "ts": int(time.time() * 1000)}), "-r")
+    mosquitto_pub(port, "sig/node/esp-1", online_state(), "-r")
     mosquitto_pub(port, "sig/node/esp-1/sender/porch", json.dumps({"events": ["lux", "motion"], "requests": None,
                                                                    "session": "s1"}), "-r")
     hass.wait_state("sensor.porch_lux", "340", nudge=lambda: mosquitto_pub(port, "sig/event/porch/lux", "340"))
@@ -219,7 +224,7 @@ def test_plain_device_following_the_topic_tree(home_assistant: HomeAssistant, ha
     mosquitto_pub(port, "sig/node/esp-1", json.dumps({"online": False, "session": "s1"}), "-r")
     hass.wait_state("sensor.porch_lux", UNAVAILABLE)
     hass.wait_state("binary_sensor.porch_motion", UNAVAILABLE)
-    mosquitto_pub(port, "sig/node/esp-1", json.dumps({"online": True, "session": "s1", "ts": int(time.time() * 1000)}), "-r")
+    mosquitto_pub(port, "sig/node/esp-1", online_state(), "-r")
     hass.wait_state("sensor.porch_lux", available)
     # the bridge restarts: it learns of the device from the retained birth (no #connect)
     bridge.stop()
