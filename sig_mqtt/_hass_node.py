@@ -21,8 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sig import Router
-from sig._ident import EVENT_CONNECT, EVENT_DISCONNECT
+from sig import EVENT_CONNECT, EVENT_DISCONNECT, Router
 
 from ._hass_catalog import Catalog
 from ._node import MqttNode
@@ -179,13 +178,12 @@ class HassAnnouncer:
         if self.discovery.settings.ignored(sender):
             logger.info("[HA] sender %r not announced (ignore = true)", sender)
             return
-        waiting = [e for e in events if self.catalog.senders[sender].decided.get(e) is None
-                   and self.discovery.event_platform(sender, e) is None
+        decided = self.catalog.senders[sender].decided
+        waiting = [e for e in events if decided.get(e) is None and self.discovery.event_platform(sender, e) is None
                    and not self.discovery.settings.event_hints(sender, e).get("ignore")]
+        names = sorted("%s %s" % (e.topic.split("/")[-4], e.payload["object_id"]) for e in entities if e.payload)
         logger.info("[HA] announced sender %r (node %s) as device %r: %s%s", sender, host,
-                    self.discovery.device(sender)["name"], ", ".join(sorted(
-                        e.topic.split("/")[-4] + " " + str(e.payload and e.payload.get("object_id"))
-                        for e in entities)) or "no entity yet",
+                    self.discovery.device(sender)["name"], ", ".join(names) or "no entity yet",
                     "; waiting for the first value of %s" % ", ".join(map(repr, waiting)) if waiting else "")
 
     def _disconnected(self, sender: Any) -> None:
@@ -232,8 +230,9 @@ class HassAnnouncer:
                          reply.get("status"), reply.get("exception"))
 
     def _republish(self, why: str) -> None:
+        node = self.discovery.node()
         with self._lock:
-            configs = [(self.discovery.node().topic, self.discovery.node().encode()), *self.catalog.rebirth()]
+            configs = [(node.topic, node.encode()), *self.catalog.rebirth()]
             for topic, payload in configs:
                 self.node.publish_raw(topic, payload, 1, True)
         logger.info("[HA] %s: published %d discovery configs", why, len(configs))
