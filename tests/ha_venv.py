@@ -33,7 +33,13 @@ _STAMP = VENV / ".sig-complete"
 
 
 def find_python313() -> str | None:
-    """Return the path of a Python 3.13 interpreter, or None when the machine has none."""
+    """Return the path of a Python 3.13 interpreter, or None when the machine has none.
+
+    ``$SIG_HASS_PYTHON`` names the one to use (a path that is no Python 3.13: as if there were none).
+    """
+    chosen = os.environ.get("SIG_HASS_PYTHON")
+    if chosen is not None:
+        return chosen if os.access(chosen, os.X_OK) and _is_313(chosen) else None
     candidates = [shutil.which("python3.13") or ""]
     roots = [os.environ.get("PYENV_ROOT", ""), os.path.expanduser("~/.pyenv"), "/root/.pyenv"]
     for root in roots:
