@@ -5,7 +5,7 @@
   (onboarding done, an admin user with a long-lived token, the MQTT config entry) in Home
   Assistant 2025.4's storage formats, and a bearer token is signed with that token's key, so no
   UI and no onboarding request is needed;
-* session fixtures ``ha_mosquitto`` and ``home_assistant`` (marker ``homeassistant``): skipped
+* module fixtures ``ha_mosquitto`` and ``home_assistant`` (marker ``homeassistant``): skipped
   only when the machine has no Python 3.13, with the reason; the venv is built when missing;
 * :func:`validate_discovery`: checks discovery configs against Home Assistant's own MQTT platform
   schemas, in its venv.
@@ -257,9 +257,9 @@ def ha_python() -> Path:
     return _need_venv()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ha_mosquitto() -> Iterator[Mosquitto]:
-    """The private Mosquitto Home Assistant talks to (one per session)."""
+    """The private Mosquitto Home Assistant talks to (one per module, so neither outlives its tests)."""
     broker = Mosquitto().start()
     try:
         yield broker
@@ -267,7 +267,7 @@ def ha_mosquitto() -> Iterator[Mosquitto]:
         broker.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def home_assistant(ha_python: Path, ha_mosquitto: Mosquitto) -> Iterator[HomeAssistant]:
     """A running Home Assistant Core whose MQTT integration uses ``ha_mosquitto``."""
     hass = HomeAssistant(ha_python, ha_mosquitto.port)

@@ -216,6 +216,18 @@ def test_bridge_toml_homeassistant_table() -> None:
         parse_config("[homeassistant]\ndiscovry = true\n", "bridge.toml")
 
 
+def test_the_carriers_ha_discovery_option() -> None:
+    from sig_mqtt._hass_node import settings_of
+
+    assert settings_of(False) is None and settings_of(None) is None
+    assert settings_of(True) == HassSettings()
+    assert settings_of("ha").discovery_prefix == "ha"  # type: ignore[union-attr]
+    assert settings_of({"events": {"door": {"component": "binary_sensor"}}}).events  # type: ignore[union-attr]
+    assert settings_of(HINTS) is HINTS
+    with pytest.raises(TypeError, match="ha_discovery must be"):
+        settings_of(3)
+
+
 # -- Home Assistant's own schemas ---------------------------------------------------------------------
 
 
