@@ -255,3 +255,59 @@ def test_every_payload_passes_home_assistants_discovery_schemas(ha_python: Any) 
     # and the validator does refuse what HA refuses
     bad = [("sensor", {"state_topic": "a", "device_class": "nope"}), ("button", {"command_topic": "a", "x": 1})]
     assert len(validate_discovery(bad)) == 2
+
+
+# -- the shell on the embedded broker (MQTT 3.1.1, as Home Assistant speaks it) -----------------------
+
+
+def test_announcer_on_the_embedded_broker(embedded_broker: Any, caplog: Any) -> None:
+    """Configs, the first value, a press as Home Assistant publishes it (3.1.1 envelope), its reply logged,
+    Home Assistant's birth, and the removal: without Home Assistant, so it runs everywhere."""
+    import logging
+    import threading
+
+    import paho.mqtt.client as paho
+    from netutil import wait_until
+
+    import sig
+    from sig_mqtt import CarrierMQTTServer
+
+    seen: dict[str, bytes] = {}
+    watcher = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    watcher.on_message = lambda client, userdata, message: seen.__setitem__(message.topic, message.payload)
+    watcher.connect("127.0.0.1", embedded_broker.port)
+    watcher.subscribe("hassx/#", 1)
+    watcher.loop_start()
+    pressed = threading.Event()
+    router = sig.ServerRouter()
+    carrier = CarrierMQTTServer(client_id="emb-node", prefix="embx/sig", protocol=4, ha_discovery="hassx")
+    router.attach(carrier)
+    caplog.set_level(logging.INFO, logger="sig.mqtt.hass")
+    try:
+        assert carrier.start("127.0.0.1", embedded_broker.port)
+        lamp = router.addSender("lamp", ["on"], requests={"toggle": lambda params: pressed.set() or params})
+        discovery = Discovery(Topics("embx/sig"), "emb-node", HassSettings("hassx"))
+        button = discovery.config_topic("button", "lamp", "request", "toggle")
+        sensor = discovery.config_topic("binary_sensor", "lamp", "event", "on")
+        assert wait_until(lambda: button in seen and discovery.node().topic in seen), sorted(seen)
+        lamp.getSignal("on").trigger(True)
+        assert wait_until(lambda: sensor in seen)
+        assert json.loads(seen[sensor])["state_topic"] == "embx/sig/event/lamp/on"
+        # the press, rendered as Home Assistant renders the command template
+        config = json.loads(seen[button])
+        payload = config["command_template"].replace("{{ now().timestamp() }}", "7.0").replace(
+            "{{ value }}", '{"level": 3}')
+        watcher.publish(config["command_topic"], payload, 1)
+        assert pressed.wait(5)
+        assert wait_until(lambda: "request 'toggle' to 'lamp' from Home Assistant: replied {'level': 3}" in caplog.text)
+        # Home Assistant's birth: every config again
+        seen.clear()
+        watcher.publish("hassx/status", "online", 1)
+        assert wait_until(lambda: {button, sensor, discovery.node().topic} <= set(seen)), sorted(seen)
+        router.removeSender("lamp")
+        assert wait_until(lambda: seen.get(button) == b"" and seen.get(sensor) == b"")
+        assert "[HA] sender 'lamp' removed: 2 entities deleted" in caplog.text
+    finally:
+        carrier.stop()
+        watcher.loop_stop()
+        watcher.disconnect()
