@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -130,15 +129,8 @@ class HomeAssistant:
         if proc is None:
             return
         _running.pop(proc.pid, None)
-        if proc.poll() is not None:
-            return
         started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        mqttutil.terminate(proc, 20)
         self.timings["stop"] = time.monotonic() - started
 
     def restart(self) -> HomeAssistant:
