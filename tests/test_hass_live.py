@@ -96,7 +96,7 @@ def test_tcp_client_sender_through_the_bridge(home_assistant: HomeAssistant, ha_
     thermos.append(thermo)
 
     # the request is a button at once; the events appear with their first values
-    hass.wait(lambda: hass.state("button.thermo_reset"), 15, "button.thermo_reset")
+    hass.wait(lambda: hass.state("button.thermo_reset"), 30, "button.thermo_reset")
     state = hass.wait_state("sensor.thermo_temperature", "21.5", nudge=lambda: thermo.fire("temperature", 21.5))
     assert state["attributes"]["state_class"] == "measurement"
     hass.wait_state("binary_sensor.thermo_door", "on", nudge=lambda: thermo.fire("door", True))
@@ -143,7 +143,7 @@ def test_tcp_client_sender_through_the_bridge(home_assistant: HomeAssistant, ha_
     # removing the sender removes its entities
     thermo.router.removeRemoteSender("thermo")
     for entity in entities:
-        hass.wait(lambda entity=entity: hass.state(entity) is None, 15, "%s removed" % entity)
+        hass.wait(lambda entity=entity: hass.state(entity) is None, 30, "%s removed" % entity)
     assert wait_until(lambda: "[HA] sender 'thermo' removed" in bridge.text(), 5)
 
 
@@ -181,7 +181,7 @@ def test_mqtt_only_node(home_assistant: HomeAssistant, ha_mosquitto: Mosquitto) 
     hass = home_assistant
     node = NodeProc(ha_mosquitto.port, "kitchen-node", "oven")
     try:
-        hass.wait(lambda: hass.state("button.oven_off"), 15, "button.oven_off")
+        hass.wait(lambda: hass.state("button.oven_off"), 30, "button.oven_off")
         hass.wait_state("sensor.oven_heat", "180", nudge=lambda: node.send("fire heat 180"))
         state = hass.wait_state("sensor.oven_state", lambda s: s.startswith("{"),
                                 nudge=lambda: node.send('fire state {"mode": "bake", "door": "closed"}'))
@@ -198,7 +198,7 @@ def test_mqtt_only_node(home_assistant: HomeAssistant, ha_mosquitto: Mosquitto) 
         hass.wait_state("sensor.oven_heat", "181", nudge=lambda: node.send("fire heat 181"))
         node.send("remove")
         for entity in ("sensor.oven_heat", "sensor.oven_state", "button.oven_off"):
-            hass.wait(lambda entity=entity: hass.state(entity) is None, 15, "%s removed" % entity)
+            hass.wait(lambda entity=entity: hass.state(entity) is None, 30, "%s removed" % entity)
     finally:
         node.kill()
 
@@ -234,7 +234,7 @@ def test_plain_device_following_the_topic_tree(home_assistant: HomeAssistant, ha
     # its birth cleared: removed
     mosquitto_pub(port, "sig/node/esp-1/sender/porch", "", "-r")
     for entity in ("sensor.porch_lux", "binary_sensor.porch_motion"):
-        hass.wait(lambda entity=entity: hass.state(entity) is None, 15, "%s removed" % entity)
+        hass.wait(lambda entity=entity: hass.state(entity) is None, 30, "%s removed" % entity)
     mosquitto_pub(port, "sig/node/esp-1", "", "-r")
 
 
@@ -268,8 +268,8 @@ def test_bridge_toml_hints(home_assistant: HomeAssistant, ha_mosquitto: Mosquitt
     thermo = Thermo(bridge, "attic")
     thermos.append(thermo)
     # hinted events are announced before any value; the switch publishes the request
-    hass.wait(lambda: hass.state("binary_sensor.attic_door"), 15, "binary_sensor.attic_door")
-    switch = hass.wait(lambda: hass.state("switch.attic_reset"), 15, "switch.attic_reset")
+    hass.wait(lambda: hass.state("binary_sensor.attic_door"), 30, "binary_sensor.attic_door")
+    switch = hass.wait(lambda: hass.state("switch.attic_reset"), 30, "switch.attic_reset")
     assert switch is not None
     state = hass.wait_state("sensor.attic_temperature", "22.5", nudge=lambda: thermo.fire("temperature", 22.5))
     assert state["attributes"]["unit_of_measurement"] == "°C"
