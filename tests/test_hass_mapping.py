@@ -285,7 +285,11 @@ def test_announcer_on_the_embedded_broker(embedded_broker: Any, caplog: Any) -> 
     caplog.set_level(logging.INFO, logger="sig.mqtt.hass")
     try:
         assert carrier.start("127.0.0.1", embedded_broker.port)
-        lamp = router.addSender("lamp", ["on"], requests={"toggle": lambda params: pressed.set() or params})
+        def jam(params: Any) -> None:
+            raise RuntimeError("the lamp is jammed")
+
+        lamp = router.addSender("lamp", ["on"], requests={"toggle": lambda params: pressed.set() or params,
+                                                         "jam": jam})
         discovery = Discovery(Topics("embx/sig"), "emb-node", HassSettings("hassx"))
         button = discovery.config_topic("button", "lamp", "request", "toggle")
         sensor = discovery.config_topic("binary_sensor", "lamp", "event", "on")
@@ -300,13 +304,21 @@ def test_announcer_on_the_embedded_broker(embedded_broker: Any, caplog: Any) -> 
         watcher.publish(config["command_topic"], payload, 1)
         assert pressed.wait(5)
         assert wait_until(lambda: "request 'toggle' to 'lamp' from Home Assistant: replied {'level': 3}" in caplog.text)
+        # a failing request: the error is logged with the sender and the method
+        jam_topic = discovery.config_topic("button", "lamp", "request", "jam")
+        assert wait_until(lambda: jam_topic in seen)
+        jam_config = json.loads(seen[jam_topic])
+        watcher.publish(jam_config["command_topic"], jam_config["command_template"].replace(
+            "{{ now().timestamp() }}", "8.0").replace("{{ value }}", "null"), 1)
+        assert wait_until(lambda: "request 'jam' to 'lamp' from Home Assistant failed (status -2)" in caplog.text)
+        assert "the lamp is jammed" in caplog.text
         # Home Assistant's birth: every config again
         seen.clear()
         watcher.publish("hassx/status", "online", 1)
         assert wait_until(lambda: {button, sensor, discovery.node().topic} <= set(seen)), sorted(seen)
         router.removeSender("lamp")
         assert wait_until(lambda: seen.get(button) == b"" and seen.get(sensor) == b"")
-        assert "[HA] sender 'lamp' removed: 2 entities deleted" in caplog.text
+        assert "[HA] sender 'lamp' removed: 3 entities deleted" in caplog.text
     finally:
         carrier.stop()
         watcher.loop_stop()
