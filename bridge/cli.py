@@ -49,6 +49,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="TOML config: [bridge], [[inbound]], [[outbound]], [auth]")
     parser.add_argument("--password-file", metavar="FILE", help="MQTT password (else $SIG_MQTT_PASSWORD)")
     parser.add_argument("--log-level", choices=list(LEVELS), help="default info")
+    parser.add_argument("--ha-discovery", action="store_true",
+                        help="announce every sender to Home Assistant (MQTT discovery; hints: [homeassistant])")
     parser.add_argument("--version", action="version", version="sig-bridge %s" % VERSION)
     return parser
 
@@ -104,8 +106,17 @@ def settings_from(args: Any, config: BridgeConfig | None) -> tuple[BridgeSetting
         heartbeat=float(pick(None, "heartbeat", 30.0)),
         rules=Rules.from_config(config) if config is not None else None,
         access=config.access_dict() if config is not None else None,
+        ha_discovery=_ha_discovery(args, config),
     )
     return settings, pick(args.log_level, "log_level", "info")
+
+
+def _ha_discovery(args: Any, config: BridgeConfig | None) -> Any:
+    """The discovery settings when ``--ha-discovery`` or ``[homeassistant] discovery = true`` asks for it."""
+    section = config.homeassistant if config is not None else None
+    if getattr(args, "ha_discovery", False) or (section is not None and section.discovery):
+        return section.settings if section is not None else True
+    return None
 
 
 def _prefix(option: str | None, url: str | None, section: Any) -> str:

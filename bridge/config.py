@@ -33,6 +33,7 @@ from typing import Any
 
 import sig
 
+from ._hass_config import HassSection, read_hass_section
 from ._syntax import (
     Placeholder,
     Template,
@@ -159,6 +160,7 @@ class BridgeConfig:
     auth: AuthSpec = field(default_factory=AuthSpec)
     acl: tuple[AclEntry, ...] = ()
     filename: str = "<string>"
+    homeassistant: HassSection = field(default_factory=HassSection)
 
     def access_dict(self) -> dict[str, Any]:
         """The ``[auth]`` and ``[[acl]]`` tables as plain data (the shape ``sig.AccessControl.from_dict`` reads).
@@ -185,7 +187,7 @@ _OUTBOUND_KEYS = ("sender", "event", "topic", "retain", "qos", "payload", "field
 _AUTH_KEYS = ("anonymous", "users")
 _USER_KEYS = ("name", "password", "token")
 _ACL_KEYS = ("user", "senders", "listen", "request")
-_TOP_KEYS = ("bridge", "inbound", "outbound", "auth", "acl")
+_TOP_KEYS = ("bridge", "inbound", "outbound", "auth", "acl", "homeassistant")
 class _Reader:
     def __init__(self, text: str, filename: str) -> None:
         self.filename = filename
@@ -230,6 +232,7 @@ class _Reader:
             auth=self.auth(self.table("auth")),
             acl=tuple(self.acl(table) for table in self.tables("acl", "[[acl]]")),
             filename=self.filename,
+            homeassistant=read_hass_section(self.table("homeassistant")),
         )
 
     def bridge(self, table: Table) -> BridgeSection:

@@ -60,6 +60,7 @@ class BridgeSettings:
     rules: Rules | None = None
     access: dict[str, Any] | None = None
     mqtt_settings: dict[str, Any] = field(default_factory=dict)
+    ha_discovery: Any = None  # a sig_mqtt.hass.HassSettings: announce every sender to Home Assistant
 
 
 class Bridge:
@@ -125,7 +126,7 @@ class Bridge:
         settings = self.settings
         options: dict[str, Any] = dict(
             client_id=settings.node_id, prefix=settings.prefix, heartbeat=settings.heartbeat,
-            **settings.mqtt_settings,
+            ha_discovery=settings.ha_discovery, **settings.mqtt_settings,
         )
         if settings.mqtt_url:
             try:
@@ -192,10 +193,13 @@ class Bridge:
         objsender = self.router.senders.get(sender)
         if objsender is None or not objsender.isConnected():
             return
+        self.router.lost_senders.add(sender)  # offline, not removed: Home Assistant keeps its entities
         try:
             self.router.removeSender(sender)
         except sig.SigError as exc:
             logger.warning("[BRIDGE] device %r not disconnected: %s", sender, exc)
+        finally:
+            self.router.lost_senders.discard(sender)
 
     def _outbound_event(self, info: dict[str, Any], data: Any) -> None:
         """An event an outbound rule maps to a plain topic."""

@@ -124,6 +124,9 @@ class ServerRouter(Router):
         self._clients: dict[_Key, _Client] = {}
         self._clients_lock = threading.Lock()
         self._listener_ids = itertools.count(1)
+        #: senders being removed because their client's connection was lost (not removed by the
+        #: client): ``#disconnect`` listeners may tell the two apart (Home Assistant discovery)
+        self.lost_senders: set[Any] = set()
         if carrier is not None:
             self.attach(carrier)
 
@@ -353,10 +356,13 @@ class ServerRouter(Router):
             except NotRegisteredError:
                 pass
         for sender in client.senders:
+            self.lost_senders.add(sender)
             try:
                 self.removeSender(sender)
             except UnknownSenderError:
                 pass
+            finally:
+                self.lost_senders.discard(sender)
         if client.senders or client.listeners:
             logger.info("[SR] client %s gone: removed %d sender(s), %d listener(s)", clientid,
                         len(client.senders), len(client.listeners))

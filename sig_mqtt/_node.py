@@ -175,6 +175,10 @@ class MqttNode:
         """Tell whether ``sender`` is one of this node's own (its router's) senders."""
         return sender in self.core.local
 
+    def node_of(self, sender: Any) -> str | None:
+        """The node that hosts ``sender`` as far as our router knows: ours, another's, or None."""
+        return self.nid if sender in self.core.local else self._foreign.nodes.get(sender)
+
     # -- life ----------------------------------------------------------------------
 
     def start(self, host: str, port: int, auto_reconnect: bool = True) -> bool:

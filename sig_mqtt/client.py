@@ -26,6 +26,7 @@ from typing import Any
 
 from sig import Carrier, ClientId, ServerRouter, Status, log_failed_post, make_reply
 
+from ._hass_node import attach_hass
 from ._node import MqttNode
 from ._url import url_settings
 
@@ -91,6 +92,8 @@ class CarrierMQTTClient(Carrier):
         heartbeat: seconds between node-state refreshes (others take us as
             offline after 3 heartbeats without one).
         buffer_size: events kept while the broker is unreachable.
+        ha_discovery: announce this node's senders to Home Assistant (MQTT discovery): True, a
+            discovery prefix, or :class:`sig_mqtt.hass.HassSettings` with hints.
         settings: more node / link settings (``connect_timeout``,
             ``reconnect_min``, ``reconnect_max``, ``max_outstanding``, ``retain`` = the
             events the broker keeps as last values for late listeners, ...).
@@ -110,6 +113,7 @@ class CarrierMQTTClient(Carrier):
         request_timeout: float = 10.0,
         heartbeat: float = 30.0,
         buffer_size: int = 10000,
+        ha_discovery: Any = False,
         **settings: Any,
     ) -> None:
         super().__init__()
@@ -130,6 +134,7 @@ class CarrierMQTTClient(Carrier):
             on_up=self._up, on_down=self._down, **settings,
         )
         self._linked = False
+        self.hass = attach_hass(self.node, self.mirror, ha_discovery, local_only=True)
 
     @classmethod
     def from_url(cls, url: str, **settings: Any) -> CarrierMQTTClient:

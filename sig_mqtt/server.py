@@ -19,6 +19,7 @@ from typing import Any
 
 from sig import Carrier, Router, StateError
 
+from ._hass_node import attach_hass
 from ._node import MqttNode, RawHandler
 from ._url import url_settings
 
@@ -43,6 +44,8 @@ class CarrierMQTTServer(Carrier):
         request_timeout: seconds a request to another node waits.
         heartbeat: seconds between node-state refreshes.
         buffer_size: events kept while the broker is unreachable.
+        ha_discovery: announce every sender the router knows to Home Assistant (MQTT discovery):
+            True, a discovery prefix, or :class:`sig_mqtt.hass.HassSettings` with hints.
         settings: more :class:`~sig_mqtt._node.MqttNode` / link settings
             (``connect_timeout``, ``reconnect_min``, ``reconnect_max``, ...).
     """
@@ -61,9 +64,11 @@ class CarrierMQTTServer(Carrier):
         request_timeout: float = 10.0,
         heartbeat: float = 30.0,
         buffer_size: int = 10000,
+        ha_discovery: Any = False,
         **settings: Any,
     ) -> None:
         super().__init__()
+        self.ha_discovery = ha_discovery
         self.client_id = client_id or "sig-" + uuid.uuid4().hex[:12]
         self.node_settings: dict[str, Any] = dict(
             prefix=prefix, protocol=protocol, qos=qos, username=username, password=password, tls=tls,
@@ -88,6 +93,7 @@ class CarrierMQTTServer(Carrier):
         if self.node is not None:
             raise StateError("this MQTT carrier is attached to a router already")
         self.node = MqttNode(router, self.client_id, **self.node_settings)
+        self.hass = attach_hass(self.node, router, self.ha_discovery, local_only=False)
 
     def start(self, host: str | None = None, port: int | None = None, auto_reconnect: bool = True) -> bool:
         """Connect to the broker (default: the URL's address, else 127.0.0.1:1883).
