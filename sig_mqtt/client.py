@@ -92,7 +92,8 @@ class CarrierMQTTClient(Carrier):
             this carrier takes it as its own default).
         heartbeat: seconds between node-state refreshes (others take us as
             offline after 3 heartbeats without one).
-        buffer_size: events kept while the broker is unreachable.
+        buffer_size: events kept while the broker is unreachable (the ClientRouter built on
+            this carrier, which keeps them, takes it as its own default).
         settings: more node / link settings (``connect_timeout``,
             ``reconnect_min``, ``reconnect_max``, ``max_outstanding``, ``retain`` = the
             events the broker keeps as last values for late listeners, ...).
@@ -122,6 +123,7 @@ class CarrierMQTTClient(Carrier):
         self.auto_reconnect = False
         self.address: tuple[str, int] | None = None
         self.request_timeout = request_timeout
+        self.buffer_size = buffer_size
         self.mirror = ServerRouter(request_timeout=request_timeout)
         self._end = _MirrorEnd(self)
         self.mirror.attach(self._end)
