@@ -214,3 +214,24 @@ def test_bridge_table_listen_mqtt_node_id_heartbeat(mosquitto_factory: Any, brid
         carrier.disconnect()
     if options_win:
         assert node_state(configured.port, prefix, "from-config") == {}
+
+
+# -- sig-bridge acl ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("option", "expected"), [([], "cfg/sig"), (["--prefix", "opt/sig"], "opt/sig")])
+def test_acl_prefix_from_the_config_or_the_option(tmp_path: Path, option: list[str], expected: str) -> None:
+    config = write(tmp_path / "bridge.toml", """
+        [bridge]
+        prefix = "cfg/sig"
+
+        [[acl]]
+        user = "kitchen"
+        senders = ["kitchen"]
+        """)
+    done = subprocess.run([sys.executable, "-m", "bridge", "acl", "--config", config, *option], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "topic write %s/event/kitchen/#" % expected in lines, done.stdout
+    assert not any(("cfg/sig" if expected == "opt/sig" else "opt/sig") in line for line in lines)

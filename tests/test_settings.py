@@ -295,6 +295,48 @@ def test_max_outstanding_makes_a_publisher_wait_for_the_broker(mosquitto: Mosqui
     assert [line.split(" ", 1)[1] for line in lines] == [str(n) for n in range(20)]
 
 
+# -- what a node knows -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("follow_all", [True, False])
+def test_follow_all_knows_the_senders_nobody_listens_to(mosquitto: Mosquitto, nodes: Any,
+                                                        follow_all: bool) -> None:
+    """A server carrier follows all by default (its TCP clients may ask for anything); a client carrier only
+    what its listeners need, unless told (``isSenderConnected`` would ask the broker: not used here)."""
+    watcher, other = nodes("client", follow_all=follow_all), nodes("client")
+    assert watcher.connect(mosquitto.port) and other.connect(mosquitto.port)
+    other.sender("far", ["e"])
+    assert other.carrier.node.round_trip()  # its birth is on the broker
+    assert watcher.carrier.node.round_trip()  # and it reached the watcher, if subscribed
+    assert ("far" in watcher.carrier.mirror.senders) is follow_all
+
+
+def test_request_workers_bounds_the_requests_answered_at_once(mosquitto: Mosquitto, nodes: Any) -> None:
+    responder, requester = nodes("client", request_workers=1), nodes("client")
+    assert responder.connect(mosquitto.port) and requester.connect(mosquitto.port)
+    running: list[int] = []
+    most: list[int] = [0]
+
+    def nap(params: Any) -> str:
+        running.append(1)
+        most[0] = max(most[0], len(running))
+        time.sleep(0.3)
+        running.pop()
+        return "rested"
+
+    responder.sender("sleepy", ["e"], requests={"nap": nap})
+    assert wait_until(lambda: requester.carrier.isSenderConnected("sleepy"))
+    answers: list[Any] = []
+    threads = [threading.Thread(target=lambda: answers.append(requester.router.remoteRequest("sleepy", "nap")))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert answers == ["rested"] * 3
+    assert most[0] == 1  # one worker: one at a time (8 by default)
+
+
 # -- requests -----------------------------------------------------------------------------------------------------
 
 
@@ -334,6 +376,17 @@ def test_mqtt_connect_timeout_bounds_connect(silent_port: int, nodes: Any, kind:
     assert node.connect(silent_port, auto_reconnect=False) is False
     took = time.monotonic() - started
     assert 2.5 < took < 5.0, took  # 2 x 0.5 + 2
+
+
+def test_connack_timeout_is_how_long_mqtt_5_waits_before_trying_311(embedded_broker: Any, nodes: Any) -> None:
+    """amqtt answers no MQTT 5 CONNECT (with a Will) at all: the node tries 3.1.1 after ``connack_timeout``
+    (2 s by default)."""
+    node = nodes("client", connack_timeout=0.3)
+    started = time.monotonic()
+    assert node.connect(embedded_broker.port, auto_reconnect=False)
+    took = time.monotonic() - started
+    assert node.carrier.node.link.protocol == 4
+    assert took < 1.5, took
 
 
 @pytest.mark.parametrize("kind", KINDS)
