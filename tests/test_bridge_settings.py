@@ -93,6 +93,18 @@ def test_mqtt_password_sources(secured: Mosquitto, bridges: Any, prefix: str, tm
     assert PASSWORD not in bridge.text()
 
 
+def test_mqtts_url_with_a_password_file(mosquitto_factory: Any, bridges: Any, prefix: str, tmp_path: Path) -> None:
+    """README's example: ``--mqtt mqtts://bridge@host:8883 --password-file FILE``; the broker's CA is one the
+    system trusts (here: the test CA, through ``SSL_CERT_FILE``)."""
+    broker = mosquitto_factory(tls=True, password_file={"bridge": PASSWORD})
+    password_file = write(tmp_path / "mqtt_password", PASSWORD + "\n")
+    bridges("--mqtt", "mqtts://bridge@localhost:%d" % broker.port, "--password-file", password_file, "--prefix",
+            prefix, "--node-id", "tls", env={"SSL_CERT_FILE": str(broker.ca_file)})
+    assert connected_users(broker, "tls") == ["p5, c1, k30, u'bridge'"]
+    state = node_state(broker.port, prefix, "tls", *broker.client_args, "-u", "bridge", "-P", PASSWORD)
+    assert state["online"] is True
+
+
 def test_a_wrong_mqtt_password_is_refused_and_retried(secured: Mosquitto, bridges: Any, prefix: str,
                                                       tmp_path: Path) -> None:
     password_file = write(tmp_path / "mqtt_password", "wrong\n")
