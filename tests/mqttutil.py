@@ -18,6 +18,7 @@ import atexit
 import base64
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -271,6 +272,12 @@ class Mosquitto:
             except OSError:
                 pass
         return text
+
+    def connections(self, client_id: str) -> list[str]:
+        """What the broker logged of each CONNECT of ``client_id``: e.g. ``p5, c1, k30, u'name'``
+        (protocol 5 or 2 = 3.1.1, clean start, keepalive, user)."""
+        found = re.findall(r"New client connected from \S+ as (\S+) \(([^)]*)\)", self.log_text())
+        return [details for cid, details in found if cid == client_id]
 
     def close(self) -> None:
         """Stop and remove the temporary directory."""
