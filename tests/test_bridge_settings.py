@@ -246,3 +246,9 @@ def test_acl_prefix_from_the_config_or_the_option(tmp_path: Path, option: list[s
     lines = done.stdout.splitlines()
     assert "topic write %s/event/kitchen/#" % expected in lines, done.stdout
     assert not any(("cfg/sig" if expected == "opt/sig" else "opt/sig") in line for line in lines)
+
+
+def test_version() -> None:
+    done = subprocess.run([sys.executable, "-m", "bridge", "--version"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=30, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert done.returncode == 0 and done.stdout.strip() == "sig-bridge %s" % sig.VERSION, done
