@@ -16,6 +16,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import sig
 from sig.carrier.tcpserver import CarrierTCPServer
@@ -129,12 +130,12 @@ class Bridge:
             ha_discovery=settings.ha_discovery, **settings.mqtt_settings,
         )
         if settings.mqtt_url:
+            if settings.password is not None and urlsplit(settings.mqtt_url).password is None:
+                options["password"] = settings.password  # --password-file wins over $SIG_MQTT_PASSWORD
             try:
                 carrier = CarrierMQTTServer.from_url(settings.mqtt_url, **options)
             except (ValueError, TypeError) as exc:
                 raise BridgeError("bad --mqtt URL: %s" % exc) from None
-            if settings.password is not None and carrier.node_settings.get("password") is None:
-                carrier.node_settings["password"] = settings.password
             assert carrier.address is not None
             self.broker_address = carrier.address
             logger.info("[BRIDGE] using the broker at %s:%s", *carrier.address)

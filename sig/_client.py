@@ -68,7 +68,9 @@ class ClientRouter(Router):
         request_timeout: default seconds to wait for a server reply (default: the
             carrier's own ``request_timeout`` when it has one, as the MQTT carriers do;
             else 10).
-        buffer_size: most signals kept while disconnected (the oldest are dropped, logged and counted).
+        buffer_size: most signals kept while disconnected (the oldest are dropped, logged and counted;
+            default: the carrier's own ``buffer_size`` when it has one, as the MQTT client carrier
+            does; else 10,000).
 
     All other arguments are those of :class:`Router`.
     """
@@ -77,7 +79,7 @@ class ClientRouter(Router):
         self,
         carrier: Carrier,
         request_timeout: float | None = None,
-        buffer_size: int = 10000,
+        buffer_size: int | None = None,
         class_sender: type[Sender] = Sender,
         class_signal: type[Signal] = Signal,
         class_event: type[Event] = Event,
@@ -88,6 +90,9 @@ class ClientRouter(Router):
             carrier_timeout = getattr(carrier, "request_timeout", None)
             request_timeout = float(carrier_timeout) if isinstance(carrier_timeout, (int, float)) else 10.0
         self.request_timeout: float = request_timeout
+        if buffer_size is None:
+            carrier_size = getattr(carrier, "buffer_size", None)
+            buffer_size = carrier_size if isinstance(carrier_size, int) else 10000
         self._remote_senders: dict[Ident, _RemoteSender] = {}
         self._remote_listeners: list[_RemoteListener] = []
         self._by_listener_id: dict[int, _RemoteListener] = {}

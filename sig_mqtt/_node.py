@@ -385,6 +385,8 @@ class MqttNode:
                 return
             try:
                 job()
+                if job is not self._tick and self.ready and time.monotonic() >= self.core.next_heartbeat:
+                    self._tick()  # steady traffic never lets the queue time out: the beat is due anyway
             except Exception:
                 logger.exception("MQTT dispatcher job failed")
 

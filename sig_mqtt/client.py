@@ -91,7 +91,8 @@ class CarrierMQTTClient(Carrier):
             this carrier takes it as its own default).
         heartbeat: seconds between node-state refreshes (others take us as
             offline after 3 heartbeats without one).
-        buffer_size: events kept while the broker is unreachable.
+        buffer_size: events kept while the broker is unreachable (the ClientRouter built on
+            this carrier, which keeps them, takes it as its own default).
         ha_discovery: announce this node's senders to Home Assistant (MQTT discovery): True, a
             discovery prefix, or :class:`sig_mqtt.hass.HassSettings` with hints.
         settings: more node / link settings (``connect_timeout``,
@@ -124,6 +125,7 @@ class CarrierMQTTClient(Carrier):
         self.auto_reconnect = False
         self.address: tuple[str, int] | None = None
         self.request_timeout = request_timeout
+        self.buffer_size = buffer_size
         self.network = ServerRouter(request_timeout=request_timeout)
         self._end = _NetworkEnd(self)
         self.network.attach(self._end)
@@ -134,7 +136,7 @@ class CarrierMQTTClient(Carrier):
             on_up=self._up, on_down=self._down, **settings,
         )
         self._linked = False
-        self.hass = attach_hass(self.node, self.mirror, ha_discovery, local_only=True)
+        self.hass = attach_hass(self.node, self.network, ha_discovery, local_only=True)
 
     @classmethod
     def from_url(cls, url: str, **settings: Any) -> CarrierMQTTClient:

@@ -16,7 +16,7 @@ from sig.carrier.tcpserver import CarrierTCPServer
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-pytest_plugins = ["mqttutil", "hautil"]  # MQTT brokers and Mosquitto's clients; a real Home Assistant
+pytest_plugins = ["mqttutil", "hautil", "bridgeutil"]  # brokers and Mosquitto's clients; Home Assistant; sig-bridge
 
 
 class Net:

@@ -18,6 +18,7 @@ import atexit
 import base64
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -47,6 +48,7 @@ __all__ = [
     "mosquitto_rr",
     "mosquitto_sub",
     "password_hash",
+    "retained_lines",
 ]
 
 MOSQUITTO = "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else (shutil.which("mosquitto") or "")
@@ -276,6 +278,12 @@ class Mosquitto:
                 pass
         return text
 
+    def connections(self, client_id: str) -> list[str]:
+        """What the broker logged of each CONNECT of ``client_id``: e.g. ``p5, c1, k30, u'name'``
+        (protocol 5 or 2 = 3.1.1, clean start, keepalive, user)."""
+        found = re.findall(r"New client connected from \S+ as (\S+) \(([^)]*)\)", self.log_text())
+        return [details for cid, details in found if cid == client_id]
+
     def close(self) -> None:
         """Stop and remove the temporary directory."""
         self.stop()
@@ -441,6 +449,23 @@ class _Sub:
 
 
 mosquitto_sub = _Sub()
+
+
+def retained_lines(port: int, topic: str, *extra: str, fmt: str | None = None) -> list[str]:
+    """The retained messages a new subscriber to ``topic`` gets, as ``mosquitto_sub -v`` prints them
+    (or as ``-F fmt`` says); ``extra``: connection options (credentials, TLS) of both clients.
+
+    No fixed wait: after the SUBACK it publishes a marker on a topic of its own, subscribed too;
+    the broker sends the retained messages before it.
+    """
+    marker = "sig-test-marker/%s" % os.urandom(6).hex()
+    with Subscriber(port, topic, "-t", marker, *extra, *(["-F", fmt] if fmt else [])) as sub:
+        mosquitto_pub(port, marker, "end", *extra)
+        deadline = time.monotonic() + CLIENT_TIMEOUT
+        while not any(marker in line for line in sub.lines()):
+            assert time.monotonic() < deadline, "the marker never came back on port %d" % port
+            sub.wait_for(len(sub.lines()) + 1, deadline - time.monotonic())
+        return [line for line in sub.lines() if marker not in line]
 
 
 # -- fixtures -------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,72 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bridgeutil import ROOT
 from mqttutil import free_port, mosquitto_pub, mosquitto_sub
 from netutil import Recorder, wait_until
 
 import sig
 from sig.carrier.tcpclient import CarrierTCPClient
 from sig_mqtt import CarrierMQTTClient
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class BridgeProc:
-    """``python -m bridge`` in a subprocess; its stderr is kept for the assertions."""
-
-    def __init__(self, *args: str, tmp: Path) -> None:
-        self.tcp_port = free_port()
-        self.log = tmp / ("bridge-%s.log" % uuid.uuid4().hex[:6])
-        self._log_file = open(self.log, "w")  # noqa: SIM115 (closed in stop())
-        full = list(args)
-        if "--listen" not in full:
-            full += ["--listen", "127.0.0.1:%d" % self.tcp_port]
-        self.proc = subprocess.Popen([sys.executable, "-m", "bridge", *full], cwd=ROOT, stdout=subprocess.DEVNULL,
-                                     stderr=self._log_file, env=dict(os.environ, PYTHONPATH=ROOT))
-
-    def wait_ready(self, timeout: float = 10.0) -> None:
-        assert wait_until(lambda: "online" in self.text() or self.proc.poll() is not None, timeout), self.text()
-        assert self.proc.poll() is None, self.text()
-
-    def text(self) -> str:
-        return self.log.read_text()
-
-    def client(self, **settings: Any) -> sig.ClientRouter:
-        carrier = CarrierTCPClient()
-        router = sig.ClientRouter(carrier, request_timeout=5.0)
-        assert carrier.connect("127.0.0.1", self.tcp_port, auto_reconnect=True)
-        return router
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log_file.close()
-        return self.proc.returncode
-
-
-@pytest.fixture
-def bridges(tmp_path: Path) -> Iterator[Any]:
-    made: list[BridgeProc] = []
-    clients: list[sig.ClientRouter] = []
-
-    def start(*args: str, ready: bool = True) -> BridgeProc:
-        bridge = BridgeProc(*args, tmp=tmp_path)
-        made.append(bridge)
-        if ready:
-            bridge.wait_ready()
-        return bridge
-
-    start.clients = clients  # type: ignore[attr-defined]
-    yield start
-    for router in clients:
-        router.carrier.disconnect()  # type: ignore[attr-defined]
-    for bridge in made:
-        bridge.stop()
 
 
 @pytest.fixture

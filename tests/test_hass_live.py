@@ -5,7 +5,7 @@ own senders and bridge node id. Values are published again until Home Assistant 
 subscribes an entity's state topic ~0.1 s after the entity appears (shared HOMEASSISTANT.md).
 """
 
-# ruff: noqa: F811 - the tests take test_bridge's ``bridges`` fixture by its name
+
 from __future__ import annotations
 
 import json
@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bridgeutil import ROOT, BridgeProc
 from hautil import HomeAssistant
 from mqttutil import Mosquitto, mosquitto_pub
 from netutil import wait_until
-from test_bridge import ROOT, BridgeProc, bridges  # noqa: F401 - the fixture: sig-bridge subprocesses
 
 from sig_mqtt import Topics
 from sig_mqtt.hass import Discovery

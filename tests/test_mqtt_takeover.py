@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bridgeutil import BridgeProc
 from mqttutil import mosquitto_sub
 from netutil import Recorder, wait_until
-from test_bridge import BridgeProc
 
 import sig
 from bridge.service import default_node_id
