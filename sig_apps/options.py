@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from sig import (
     BUILTIN_EVENTS,
@@ -240,14 +242,17 @@ def _connect_mqtt(args: argparse.Namespace, keep_reconnecting: bool) -> tuple[Cl
     except ValueError as exc:
         raise UsageError("bad --mqtt: %s" % exc) from None
     settings: dict[str, Any] = {}
+    written = urlsplit(args.mqtt).password  # parse_url already took $SIG_MQTT_PASSWORD: the file wins over it
     password_file = getattr(args, "password_file", None)
-    if password_file is not None and url.password is None:
+    if password_file is not None and written is None:
         try:
             settings["password"] = read_password_file(password_file)
         except OSError as exc:
             raise UsageError("cannot read %s: %s" % (password_file, exc.strerror)) from None
     if getattr(args, "user", None) and url.username is None:
         settings["username"] = args.user
+        if "password" not in settings and written is None and os.environ.get("SIG_MQTT_PASSWORD"):
+            settings["password"] = os.environ["SIG_MQTT_PASSWORD"]
     timeout = getattr(args, "timeout", 10.0)
     carrier = CarrierMQTTClient.from_url(args.mqtt, request_timeout=timeout, **settings)
     router = ClientRouter(carrier, request_timeout=timeout)

@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _sig(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    kwargs.setdefault("env", dict(os.environ, PYTHONPATH=str(ROOT)))
     return subprocess.run([sys.executable, "-m", "sig", *args], capture_output=True, text=True, timeout=30,
-                          env=env, cwd=ROOT, **kwargs)
+                          cwd=ROOT, **kwargs)
 
 
 def test_send_listen_and_request_over_mqtt(mosquitto: Any, tmp_path: Path) -> None:
@@ -81,3 +81,22 @@ def test_mqtt_examples(mosquitto: Any, tmp_path: Path) -> None:
     lines = out.read_text().splitlines()
     assert lines[0].startswith("sensor:#connect")
     assert [line.split(" ")[0] for line in lines[1:3]] == ["sensor:#temperature"] * 2
+
+
+def test_password_file_wins_over_the_environment_and_user_takes_it(mosquitto_factory: Any, tmp_path: Path) -> None:
+    """``--password-file`` beats ``$SIG_MQTT_PASSWORD``; ``--user`` with a URL without a user uses the variable."""
+    broker = mosquitto_factory(password_file={"alice": "right-pw"})
+    secret = tmp_path / "pw"
+    secret.write_text("right-pw\n")
+    prefix = "pw%s/sig" % uuid.uuid4().hex[:6]
+    send = ["send", "--sender", "s", "--event", "e", "--data", "1"]
+    wrong_env = dict(os.environ, SIG_MQTT_PASSWORD="wrong")
+    done = _sig(*send, "--mqtt", "mqtt://alice@127.0.0.1:%d/%s" % (broker.port, prefix), "--password-file",
+                str(secret), env=dict(wrong_env, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    right_env = dict(os.environ, SIG_MQTT_PASSWORD="right-pw", PYTHONPATH=str(ROOT))
+    done = _sig(*send, "--mqtt", "mqtt://127.0.0.1:%d/%s" % (broker.port, prefix), "--user", "alice", env=right_env)
+    assert done.returncode == 0, done.stderr
+    done = _sig(*send, "--mqtt", "mqtt://127.0.0.1:%d/%s" % (broker.port, prefix), "--user", "alice",
+                env=dict(wrong_env, PYTHONPATH=str(ROOT)))
+    assert done.returncode != 0 and "Not authorized" in done.stderr, done.stderr  # the variable was used
