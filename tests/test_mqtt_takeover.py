@@ -12,7 +12,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,11 +115,9 @@ class LogLines(logging.Handler):
 
 
 @pytest.fixture
-def made() -> Iterator[list[CarrierMQTTClient]]:
-    carriers: list[CarrierMQTTClient] = []
-    yield carriers
-    for carrier in carriers:
-        carrier.disconnect()
+def made(carriers: list[Any]) -> list[Any]:
+    """The carriers a test made (mqttutil's ``carriers``: disconnected at its end)."""
+    return carriers
 
 
 @pytest.mark.parametrize("protocol", [5, 4])
@@ -145,7 +142,7 @@ def test_same_client_id_twice_backs_off_instead_of_fighting(
         # Mosquitto 2.0.11 closes the socket on a takeover without an MQTT 5 DISCONNECT 0x8E, so on
         # both protocols it shows as the pattern; a broker that sends 0x8E gets the first message.
         what = "session taken over|right after CONNACK"
-        assert wait_until(lambda: log.matching("waiting \\d+ s before trying again"), 15.0), log.lines
+        assert wait_until(lambda: bool(log.matching("waiting \\d+ s before trying again")), 15.0), log.lines
         named = log.matching(what)
         assert named and all(repr(nid) in line and "--node-id" in line for line in named), log.lines
         # One of them now waits 30 s or more; the other keeps the session undisturbed.
@@ -153,7 +150,7 @@ def test_same_client_id_twice_backs_off_instead_of_fighting(
 
         def one_holds() -> bool:  # the link, not the node: a node learns of its drop a moment later
             links = [c.node.link.connected for c in carriers]  # type: ignore[attr-defined]
-            return links.count(True) == 1 and carriers[links.index(True)].isConnected()  # type: ignore[attr-defined]
+            return links.count(True) == 1 and carriers[links.index(True)].isConnected()
 
         assert wait_until(one_holds, 10.0), log.lines
         holder = (first, second)[[c.node.link.connected for c in carriers].index(True)]  # type: ignore[attr-defined]
@@ -169,13 +166,13 @@ def test_same_client_id_twice_backs_off_instead_of_fighting(
             retained = mosquitto_sub(mosquitto.port, "%s/node/#" % prefix, 0, 1.0)
             presence = listener.node.presence
             pytest.fail("beacon not seen: holder ready %s; observer's view %r %r; retained %r; log %r" % (
-                holder.carrier.isConnected(), {n: (v.state, v.stale, v.senders) for n, v in presence.nodes.items()},  # type: ignore[attr-defined]
+                holder.carrier.isConnected(), {n: (v.state, v.stale, v.senders) for n, v in presence.nodes.items()},
                 presence.births, retained, log.lines))
         for i in range(20):
             beacon.getSignal("tick").trigger(i)
             time.sleep(0.1)
         assert [call[3] for call in rec.wait_for(20)] == list(range(20))
-        assert holder.carrier.isConnected()  # type: ignore[attr-defined]
+        assert holder.carrier.isConnected()
         assert len(log.matching(what)) == drops_before, log.lines
 
 
