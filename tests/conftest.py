@@ -16,7 +16,7 @@ from sig.carrier.tcpserver import CarrierTCPServer
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-pytest_plugins = ["mqttutil"]  # MQTT brokers and Mosquitto's clients
+pytest_plugins = ["mqttutil", "dockerengine"]  # MQTT brokers and Mosquitto's clients; a private Docker engine
 
 
 class Net:
