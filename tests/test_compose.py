@@ -8,7 +8,8 @@
   to a temporary directory and a free loopback port), with a password file made by
   ``mosquitto_passwd -b``: it refuses anonymous clients and enforces the ACL template
   (a node publishes only its own senders' topics) and the ACL ``sig-bridge acl`` writes;
-* a smoke test that brings the stack up with the ``docker`` SDK where an engine answers.
+* a smoke test that runs both services with the ``docker`` SDK on the tests' private engine
+  (``dockerengine``; the whole compose stack is ``test_compose_stack.py``).
 """
 
 from __future__ import annotations
@@ -335,11 +336,13 @@ def test_generated_acl_runs_in_mosquitto(tmp_path: Path) -> None:
 @pytest.mark.timeout(900)
 def test_stack_comes_up_with_docker_sdk(tmp_path: Path, docker_engine: DockerEngine,
                                         docker_images: LocalImages) -> None:
-    """The ``docker`` SDK builds the bridge image and runs both services on a network of their own."""
+    """The ``docker`` SDK runs both services (the images built for the session) on a network of their own."""
     import docker
 
     client = docker.DockerClient(base_url=docker_engine.host, timeout=120)
     tag = "sig-test-%s" % uuid.uuid4().hex[:8]
+    image = client.images.get(docker_images.bridge)
+    assert image.attrs["Config"]["User"] == "sig" and image.attrs["Config"]["StopSignal"] == "SIGTERM"
     work = tmp_path / "mosquitto"
     shutil.copytree(COMPOSE / "mosquitto", work)
     write_password_file(work / "passwd", PASSWORDS)
@@ -351,9 +354,6 @@ def test_stack_comes_up_with_docker_sdk(tmp_path: Path, docker_engine: DockerEng
     containers: list[Any] = []
     try:
         assert client.version()["ApiVersion"]
-        with timed("SDK: images.build of the bridge (host network, BASE_IMAGE build arg)"):
-            client.images.build(path=str(ROOT), dockerfile="compose/Dockerfile", tag=tag, rm=True,
-                                network_mode="host", buildargs={"BASE_IMAGE": docker_images.python})
         with timed("SDK: both containers running, the bridge online, a probe container connects to it"):
             mosquitto = client.containers.run(
                 docker_images.mosquitto, name="%s-mosquitto" % tag, detach=True, network=tag,
@@ -366,7 +366,7 @@ def test_stack_comes_up_with_docker_sdk(tmp_path: Path, docker_engine: DockerEng
             network.disconnect(mosquitto)
             network.connect(mosquitto, aliases=["mosquitto"])  # the compose service name
             bridge = client.containers.run(
-                tag, _bridge_command(), name="%s-bridge" % tag, detach=True, network=tag,
+                image.id, _bridge_command(), name="%s-bridge" % tag, detach=True, network=tag,
                 volumes={
                     str(COMPOSE / "bridge.toml"): {"bind": "/etc/sig/bridge.toml", "mode": "ro"},
                     str(secret): {"bind": "/run/secrets/mqtt_password", "mode": "ro"},
@@ -381,7 +381,7 @@ def test_stack_comes_up_with_docker_sdk(tmp_path: Path, docker_engine: DockerEng
                 assert bridge.status in ("created", "running"), logs
                 assert time.monotonic() < deadline, "the bridge did not come up:\n%s" % logs
                 time.sleep(0.2)
-            probe = client.containers.run(tag, ["python", "-c", "import socket; socket.create_connection("
+            probe = client.containers.run(image.id, ["python", "-c", "import socket; socket.create_connection("
                                                 "('%s-bridge', 3000), 5).close(); print('connected')" % tag],
                                           network=tag, remove=True)
             assert probe.strip() == b"connected"
@@ -389,7 +389,6 @@ def test_stack_comes_up_with_docker_sdk(tmp_path: Path, docker_engine: DockerEng
         for container in containers:
             container.remove(force=True)
         network.remove()
-        client.images.remove(tag, force=True)
         client.close()
 
 

@@ -5,8 +5,8 @@ The engine, the debootstrapped base image and the stand-ins for ``python:3.11-sl
 ``compose/docker-compose.yml`` as users run it, with ``tests/docker/compose.test.yml`` over
 it (host network for the build, published ports on free loopback ports, the test's password
 file and secret); the images' bases are the compose variables ``BASE_IMAGE`` and
-``MOSQUITTO_IMAGE``. ``docker compose build`` builds sig-bridge from the repository and
-``up -d --wait`` waits for both healthchecks. Then, from the host:
+``MOSQUITTO_IMAGE``. ``docker compose build`` built sig-bridge from the repository for the
+session (``dockerengine``); ``up -d --wait`` waits for both healthchecks. Then, from the host:
 
 * the bridge's liveness is retained on the broker;
 * a sig TCP client and a pysig 0.7.3 client (the documented wire, on a bare socket) register
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dockerengine import ROOT, DockerEngine, LocalImages, timed
+from dockerengine import COMPOSE_FILES, ROOT, DockerEngine, LocalImages, timed
 from mqttutil import Subscriber, free_port, mosquitto_pub, mosquitto_sub, write_password_file
 from netutil import Recorder, wait_until
 from test_pysig073_wire import ADD_SENDER_OLD, REPLY_PONG, SIGNAL_OLD_TICK, Fake073Client
@@ -45,7 +45,6 @@ from sig_mqtt import CarrierMQTTClient
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
-COMPOSE_FILES = [ROOT / "compose" / "docker-compose.yml", Path(__file__).parent / "docker" / "compose.test.yml"]
 PASSWORDS = {"bridge": "bridge-pw", "thermo": "thermo-pw", "lamp": "lamp-pw", "calc": "calc-pw"}
 
 
@@ -105,10 +104,8 @@ class Stack:
 def stack(docker_engine: DockerEngine, docker_images: LocalImages, tmp_path: Path) -> Iterator[Stack]:
     up = Stack(docker_engine, docker_images, tmp_path)
     try:
-        with timed("docker compose build (sig-bridge from the repository, BASE_IMAGE=%s)" % docker_images.python):
-            up.compose("build", timeout=600)
-        with timed("docker compose up -d --wait (both services healthy)"):
-            done = up.compose("up", "-d", "--wait", timeout=180, check=False)
+        with timed("docker compose up -d --wait --no-build (both services healthy)"):
+            done = up.compose("up", "-d", "--wait", "--no-build", timeout=180, check=False)
         assert done.returncode == 0, "up --wait failed:\n%s\n%s" % (done.stderr[-3000:], up.logs())
         yield up
     finally:
