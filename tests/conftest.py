@@ -16,7 +16,7 @@ from sig.carrier.tcpserver import CarrierTCPServer
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-pytest_plugins = ["mqttutil", "hautil", "bridgeutil"]  # brokers and Mosquitto's clients; Home Assistant; sig-bridge
+pytest_plugins = ["mqttutil", "hautil", "bridgeutil", "dockerengine"]  # brokers, Mosquitto's clients, HA, sig-bridge, a private Docker engine
 
 
 class Net:

