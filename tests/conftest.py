@@ -16,7 +16,8 @@ from sig.carrier.tcpserver import CarrierTCPServer
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-pytest_plugins = ["mqttutil", "hautil", "bridgeutil", "dockerengine"]  # brokers, Mosquitto's clients, HA, sig-bridge, a private Docker engine
+# brokers and Mosquitto's clients; a real Home Assistant; sig-bridge processes; a private Docker engine
+pytest_plugins = ["mqttutil", "hautil", "bridgeutil", "dockerengine"]
 
 
 class Net:
