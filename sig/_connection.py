@@ -128,7 +128,8 @@ class Connection:
         )
         self.decoder = self.peer.decoder
         self.closed = threading.Event()
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()  # around every call into the peer
+        self._cond = threading.Condition(self._lock)
         self._drainers = 0
         self.requests = RequestGate()  # the carrier sets its limit
         self.calls = CallQueue(self.closed, self.peer.pending)  # the carrier sets its limit
@@ -143,7 +144,7 @@ class Connection:
 
     @capabilities.setter
     def capabilities(self, value: frozenset[str]) -> None:
-        with self._cond:
+        with self._lock:
             self.peer.set_capabilities(value, time.monotonic())
             self._cond.notify_all()  # the writer may now pipeline, or ping while idle
 
@@ -166,7 +167,7 @@ class Connection:
 
     def close(self, reason: str) -> None:
         """Close the connection (idempotent); pending calls fail with :class:`CarrierError`."""
-        with self._cond:
+        with self._lock:
             if self.closed.is_set():
                 return
             futures = self.peer.close(reason)
@@ -185,7 +186,7 @@ class Connection:
 
     def drain(self, timeout: float) -> bool:
         """Wait until everything queued is sent (and, lock-step, answered); False on timeout."""
-        with self._cond:
+        with self._lock:
             self._drainers += 1
             try:
                 return self._cond.wait_for(lambda: self.closed.is_set() or self.peer.idle, timeout)
@@ -204,8 +205,13 @@ class Connection:
 
     def _feed(self, events: _Events) -> _Events:
         """Wake the writer if the peer says so (call with the lock held); return the events."""
-        if WAKE in events or self._drainers:
+        if self._drainers:
             self._cond.notify_all()
+            return events
+        for event in events:
+            if event is WAKE:
+                self._cond.notify_all()
+                break
         return events
 
     def _do(self, events: _Events) -> None:
@@ -233,7 +239,7 @@ class Connection:
         future: Future[Any] = Future()
         try:
             frame = encode(dict(message, id=message_id))  # raises TypeError/ValueError in the caller's thread
-            with self._cond:
+            with self._lock:
                 self._wait_for_room(timeout)
                 events = self._feed(self.peer.call(frame, message_id, future, str(message.get("method")), ping=ping))
         except Exception as exc:
@@ -245,7 +251,7 @@ class Connection:
 
     def _forget(self, message_id: Any) -> None:
         if message_id in self.peer.pending:  # not answered: given up, or failed
-            with self._cond:
+            with self._lock:
                 self._feed(self.peer.forget(message_id))
 
     def post(self, message: dict[str, Any], timeout: float | None = None) -> None:
@@ -257,14 +263,14 @@ class Connection:
             self.call(message, timeout).add_done_callback(log_failed_post)
             return
         frame = encode(message)  # raises TypeError/ValueError in the caller's thread
-        with self._cond:
+        with self._lock:
             self._wait_for_room(timeout)
             self._feed(self.peer.post(frame, str(message.get("method"))))
 
     def send_reply(self, reply: dict[str, Any]) -> None:
         """Queue a reply; replies go before waiting messages and need no room."""
         frame = reply_frame(reply)
-        with self._cond:
+        with self._lock:
             events = self._feed(self.peer.queue_reply(frame))
         self._do(events)
 
@@ -298,7 +304,7 @@ class Connection:
             sent = self._send_now(frame)
         except OSError:
             sent = 0  # the writer's sendall meets the error again and closes the connection
-        with self._cond:
+        with self._lock:
             self._feed(self.peer.written(frame, sent))
 
     def _write_loop(self) -> None:
@@ -310,7 +316,7 @@ class Connection:
                 try:
                     self.stream.sendall(b"".join(batch) if len(batch) > 1 else batch[0])
                 finally:
-                    with self._cond:
+                    with self._lock:
                         self.peer.wrote(time.monotonic())
                         self._cond.notify_all()
         except OSError as exc:
@@ -321,7 +327,7 @@ class Connection:
 
     def _next_batch(self) -> list[bytes] | None:
         """Wait for frames to send; None when closed. Sends pings when due."""
-        with self._cond:
+        with self._lock:
             while True:
                 if self.closed.is_set():
                     return None
@@ -351,8 +357,9 @@ class Connection:
                 if not data:
                     self.close("peer closed the connection")
                     break
-                for frame in self.peer.decoder.feed(data):
-                    self._on_frame(frame)
+                frames = self.peer.decoder.feed(data)  # only this thread decodes: no lock
+                if frames:
+                    self._on_frames(frames)
         except OSError as exc:
             self.close("receive failed: %s" % exc)
         except Exception:
@@ -361,9 +368,10 @@ class Connection:
         finally:
             self.calls.put(None, wait=False)  # the dispatcher ends after the calls before it
 
-    def _on_frame(self, frame: dict[str, Any] | BadFrame) -> None:
-        with self._cond:
-            events = self._feed(self.peer.receive_frame(frame))
+    def _on_frames(self, frames: list[dict[str, Any] | BadFrame]) -> None:
+        """Hand the frames of one read to the peer, then carry out what it says."""
+        with self._lock:
+            events = self._feed(self.peer.receive_frames(frames))
         self._do(events)
 
     def _dispatch_loop(self) -> None:
@@ -381,10 +389,10 @@ class Connection:
 
     def _run(self, frame: dict[str, Any]) -> None:
         reply = self.carrier.handleRX(self.clientid, frame)
-        if reply is None:
+        if reply is None or not self.peer.wants_reply(frame):
             return
         data = reply_frame(reply)
-        with self._cond:
+        with self._lock:
             events = self._feed(self.peer.answer(frame, reply, data, time.monotonic()))
         self._do(events)
 

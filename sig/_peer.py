@@ -124,7 +124,7 @@ class SendPing:
 Event = Dispatch | RunRequest | Resolve[T] | Write | Wake | Close | SendPing
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Outgoing:
     frame: bytes
     id: Any  # None: a notification (to a sig peer), nothing awaits its reply
@@ -238,10 +238,22 @@ class Peer(Generic[T]):
 
     def receive_data(self, data: bytes) -> list[Event[T]]:
         """Take bytes read from the peer; return what to do about the frames they complete."""
+        return self.receive_frames(self.decoder.feed(data))
+
+    def receive_frames(self, frames: list[dict[str, Any] | BadFrame]) -> list[Event[T]]:
+        """Take the frames :attr:`decoder` gave for one read; return what to do about them.
+
+        The replies among them come first: a call handed on may have to wait for room in a full
+        call queue, and the call before it may be waiting for one of these replies.
+        """
+        if len(frames) == 1:
+            return self.receive_frame(frames[0])
+        resolved: list[Event[T]] = []
         events: list[Event[T]] = []
-        for frame in self.decoder.feed(data):
-            events.extend(self.receive_frame(frame))
-        return events
+        for frame in frames:
+            out = self.receive_frame(frame)
+            (resolved if out and isinstance(out[0], Resolve) else events).extend(out)
+        return resolved + events if resolved else events
 
     def receive_frame(self, frame: dict[str, Any] | BadFrame) -> list[Event[T]]:
         """Take one decoded frame (from :attr:`decoder`); return what to do about it."""
@@ -269,13 +281,17 @@ class Peer(Generic[T]):
             return [RunRequest(frame)]
         return [Dispatch(frame)]
 
+    def wants_reply(self, frame: dict[str, Any]) -> bool:
+        """Whether a call that was run gets its reply: a notification from a sig peer does not."""
+        return "id" in frame or "pipeline" not in self.capabilities
+
     def answer(self, frame: dict[str, Any], reply: dict[str, Any], data: bytes, now: float) -> list[Event[T]]:
         """Send the reply (``data``: :func:`reply_frame` of ``reply``) to a call that was run.
 
         A notification from a sig peer gets none. An answered ``get_version`` that offered
         capabilities settles them (after its reply is queued, which still goes lock-step).
         """
-        if "id" not in frame and self.pipelined:
+        if not self.wants_reply(frame):
             return []
         events = self.queue_reply(data)
         if frame.get("method") == "get_version" and reply.get("status") == Status.OK:
@@ -307,7 +323,10 @@ class Peer(Generic[T]):
         self.pending[message_id] = token
         if ping:
             self._ping_id = message_id
-        return self._queue(_Outgoing(data, message_id, method), self._idle_pipelined())
+        if self._idle_pipelined():
+            self.sending = 1
+            return [Write(data)]
+        return self._queue(_Outgoing(data, message_id, method))
 
     def post(self, data: bytes, method: str) -> list[Event[T]]:
         """Queue a notification (only a sig peer gets them; a 0.7.3 peer gets calls).
@@ -316,7 +335,7 @@ class Peer(Generic[T]):
             CarrierError: the connection is closed.
         """
         self._check_open()
-        return self._queue(_Outgoing(data, None, method), False)
+        return self._queue(_Outgoing(data, None, method))
 
     def forget(self, message_id: Any) -> list[Event[T]]:
         """Drop a call from the request table (its caller gave up, or it failed); a late reply is ignored."""
@@ -329,13 +348,10 @@ class Peer(Generic[T]):
         if self.closed:
             raise CarrierError("connection %s is closed: %s" % (self.name, self.close_reason))
 
-    def _queue(self, item: _Outgoing, now_ok: bool) -> list[Event[T]]:
-        if not self.pipelined and len(item.frame) >= LEGACY_FRAME_LIMIT:
+    def _queue(self, item: _Outgoing) -> list[Event[T]]:
+        if "pipeline" not in self.capabilities and len(item.frame) >= LEGACY_FRAME_LIMIT:
             logger.warning("[%s] %d-byte %s to a pysig 0.7.3 peer, which reads 4096 bytes at most", self.name,
                            len(item.frame), item.method)
-        if now_ok:
-            self.sending = 1
-            return [Write(item.frame)]
         self.messages.append(item)
         return [WAKE]
 
@@ -359,7 +375,7 @@ class Peer(Generic[T]):
         """
         if self.sending:
             return [], None  # another thread is writing a frame directly; it wakes the writer when done
-        if self.pipelined:
+        if "pipeline" in self.capabilities:
             batch = list(self.replies)
             self.replies.clear()
             while self.messages and len(batch) < MAX_BATCH:

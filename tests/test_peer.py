@@ -403,3 +403,10 @@ def test_a_notification_from_a_sig_peer_gets_no_reply_but_a_073_peer_always_does
     legacy = make_peer()
     assert legacy.answer(notification, reply, reply_frame(reply), 0.0) == [WAKE]
     assert frames(write_all(legacy, 0.0)[0])[0]["status"] == 0
+
+
+def test_replies_of_one_read_come_before_its_calls() -> None:
+    peer = sig_peer()
+    message_id, _ = call(peer, {"method": "request", "params": {}}, "awaited")
+    events = peer.receive_data(b'{"method":"signal","params":{}}\n' + reply_bytes(message_id, "ok"))
+    assert [type(event) for event in events] == [Resolve, Dispatch]
