@@ -1,6 +1,8 @@
-"""One peer of a stream carrier (TCP or serial): threads, framing, lock-step or pipelining.
+"""One peer of a stream carrier (TCP or serial): the threads around its sans-I/O :class:`~sig._peer.Peer`.
 
-Each connection has three threads:
+The peer decides (framing, capability negotiation, lock-step or pipelining, when a ping is
+due, the request table); the connection feeds it bytes, calls and the time under one lock,
+and carries out the events it returns after releasing the lock. It has three threads:
 
 * the *reader* reads bytes, splits frames, resolves replies at once and hands
   calls on: ``request`` calls to the carrier's pool, everything else to
@@ -147,6 +149,12 @@ class Connection:
         with self._lock:
             self.peer.set_capabilities(value, time.monotonic())
             self._cond.notify_all()  # the writer may now pipeline, or ping while idle
+
+    def negotiate(self, offered: Any) -> None:
+        """Keep the capabilities of ours that the peer offered (the list in its ``get_version``)."""
+        with self._lock:
+            self.peer.negotiate(offered, time.monotonic())
+            self._cond.notify_all()
 
     @property
     def pipelined(self) -> bool:
