@@ -227,11 +227,11 @@ class Connection:
         for event in events:
             if isinstance(event, Dispatch):
                 self.calls.put(event.frame)
+            elif isinstance(event, Write):
+                self._send_direct(event.data)
             elif isinstance(event, Resolve):
                 if not event.token.done():
                     event.token.set_result(event.reply)
-            elif isinstance(event, Write):
-                self._send_direct(event.data)
             elif isinstance(event, RunRequest):
                 self.requests.submit(self, event.frame)
             elif isinstance(event, Close):
@@ -248,7 +248,8 @@ class Connection:
         try:
             frame = encode(dict(message, id=message_id))  # raises TypeError/ValueError in the caller's thread
             with self._lock:
-                self._wait_for_room(timeout)
+                if len(self.peer.messages) >= self.max_queue:
+                    self._wait_for_room(timeout)
                 events = self._feed(self.peer.call(frame, message_id, future, str(message.get("method")), ping=ping))
         except Exception as exc:
             future.set_exception(exc)
@@ -272,7 +273,8 @@ class Connection:
             return
         frame = encode(message)  # raises TypeError/ValueError in the caller's thread
         with self._lock:
-            self._wait_for_room(timeout)
+            if len(self.peer.messages) >= self.max_queue:
+                self._wait_for_room(timeout)
             self._feed(self.peer.post(frame, str(message.get("method"))))
 
     def send_reply(self, reply: dict[str, Any]) -> None:
