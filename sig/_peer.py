@@ -135,11 +135,17 @@ class _Outgoing:
 
 
 def reply_frame(reply: dict[str, Any]) -> bytes:
-    """Return the frame of ``reply``; a response JSON cannot carry becomes an error reply (status -2)."""
+    """Return the frame of ``reply``; a response JSON cannot carry becomes an error reply (status -2).
+
+    So does an id JSON cannot carry (``Infinity`` is read, never written): then the reply has none.
+    """
     try:
         return encode(reply)
     except (TypeError, ValueError) as exc:
-        return encode(make_reply(reply.get("id"), Status.METHOD_FAILED, exc=exc))
+        try:
+            return encode(make_reply(reply.get("id"), Status.METHOD_FAILED, exc=exc))
+        except (TypeError, ValueError):
+            return encode(make_reply(None, Status.METHOD_FAILED, exc=exc))
 
 
 class Peer(Generic[T]):
@@ -278,7 +284,7 @@ class Peer(Generic[T]):
         method = frame.get("method")
         if method == "ping":
             if "id" in frame:
-                return self.queue_reply(encode(make_reply(frame["id"], Status.OK, {"pong": True})))
+                return self.queue_reply(reply_frame(make_reply(frame["id"], Status.OK, {"pong": True})))
             return []
         if method == "request":
             return [RunRequest(frame)]

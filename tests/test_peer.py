@@ -152,6 +152,15 @@ def test_a_ping_is_answered_by_the_peer_itself() -> None:
 def test_a_reply_json_cannot_carry_becomes_an_error_reply() -> None:
     (reply,) = frames(reply_frame({"id": 1, "status": 0, "response": float("nan")}))
     assert reply["id"] == 1 and reply["status"] == Status.METHOD_FAILED
+    (reply,) = frames(reply_frame({"id": [float("inf")], "status": 0, "response": None}))
+    assert reply["id"] is None and reply["status"] == Status.METHOD_FAILED
+
+
+def test_a_ping_with_an_id_json_cannot_write_back_gets_an_error_reply() -> None:
+    peer = sig_peer()
+    assert peer.receive_data(b'{"id":Infinity,"method":"ping","params":{}}\n') == [WAKE]
+    (reply,) = frames(write_all(peer, 0.0)[0])
+    assert reply["id"] is None and reply["status"] == Status.METHOD_FAILED
 
 
 # -- capability negotiation, pipelined and lock-step -----------------------------------------
