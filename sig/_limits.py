@@ -116,12 +116,12 @@ class QueueOverflow:
         """Tell whether an event may be queued for ``conn``; if not, count it as dropped."""
         key = conn.clientid
         episode = self._episodes.get(key)
-        if episode is None and len(conn._messages) < conn.max_queue:
+        if episode is None and not conn.peer.full:
             return True
         if episode is None and time.monotonic() - self._behind.get(key, -self.memory) >= self.memory:
             if self._room(conn):
                 return True
-        queued = len(conn._messages) + conn._sending  # the batch being written is not sent yet
+        queued = conn.peer.queued + conn.peer.sending  # the batch being written is not sent yet
         now = time.monotonic()
         with self._lock:
             episode = self._episodes.get(key)
@@ -148,8 +148,7 @@ class QueueOverflow:
     def _room(self, conn: Connection) -> bool:
         """Wait up to ``grace`` seconds for room in the queue of ``conn``."""
         with conn._cond:
-            return conn._cond.wait_for(lambda: conn.closed.is_set() or len(conn._messages) < conn.max_queue,
-                                       self.grace)
+            return conn._cond.wait_for(lambda: conn.closed.is_set() or not conn.peer.full, self.grace)
 
     def forget(self, clientid: Any) -> int:
         """Forget a client that is gone; return how many events were dropped for it."""

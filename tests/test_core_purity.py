@@ -11,7 +11,7 @@ import pytest
 import sig
 
 SIG_DIR = pathlib.Path(sig.__file__).resolve().parent
-CORE_MODULES = ["_router.py", "_sender.py", "_event.py", "_ident.py", "_errors.py"]
+CORE_MODULES = ["_router.py", "_sender.py", "_event.py", "_ident.py", "_errors.py", "_peer.py"]
 FORBIDDEN = {"socket", "select", "selectors", "asyncio", "time", "subprocess", "serial", "ssl"}
 MAX_LINES = 500
 

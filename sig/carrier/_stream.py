@@ -275,8 +275,7 @@ class StreamClientCarrier(_StreamCarrier):
                 return False
             response = reply.get("response") if reply.get("status") == Status.OK else None
             if isinstance(response, dict):
-                offered = response.get("capabilities") or []
-                conn.capabilities = frozenset(CAPABILITIES) & frozenset(c for c in offered if isinstance(c, str))
+                conn.negotiate(response.get("capabilities"))
                 self.server_version = response.get("version")
             else:
                 self.server_version = response  # a pysig 0.7.3 server answers "1.01": lock-step

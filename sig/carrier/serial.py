@@ -89,16 +89,22 @@ class _LineConnection(Connection):
                 pinged = now
                 self.send_reply(_PING)  # ahead of what is queued
 
-    def _on_frame(self, frame: Any) -> None:
+    def _on_frames(self, frames: list[Any]) -> None:
+        for frame in frames:  # one at a time: line control acts between frames
+            if self._screen(frame):
+                super()._on_frames([frame])
+
+    def _screen(self, frame: Any) -> bool:
+        """Act on line control; return whether the frame is for the connection too."""
         if isinstance(frame, dict):
             method = frame.get("method")
             params = frame.get("params")
             line = params.get("line") if method == "ping" and isinstance(params, dict) else None
             if line in ("bye", "reconnect") and "id" not in frame:
                 self.close("the peer left the line" if line == "bye" else "the server asked to reconnect")
-                return
+                return False
             if frame.get("id") == _PING_ID and method is None:
-                return  # the answer to the watchdog
+                return False  # the answer to the watchdog
             if method == "get_version":
                 self.greeted = True
             elif self.nudge and not self.greeted and not self.nudged:
@@ -106,7 +112,7 @@ class _LineConnection(Connection):
                 logger.info("[SERIAL_SRV] [%s] a client of an earlier session talks: asking it to reconnect",
                             self.name)
                 self.send_reply(_RECONNECT)  # a notification, ahead of what is queued
-        super()._on_frame(frame)
+        return True
 
 
 class CarrierSerialServer(StreamServerCarrier):
