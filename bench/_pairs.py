@@ -55,7 +55,7 @@ class Row:
         self.sig.append(sig)
 
     def ratios(self) -> list[float]:
-        return [s / r for r, s in zip(self.raw, self.sig) if r]
+        return [s / r for r, s in zip(self.raw, self.sig, strict=False) if r]
 
     def verdict(self) -> tuple[bool, str]:
         ratios = self.ratios()

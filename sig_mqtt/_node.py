@@ -44,6 +44,7 @@ from sig import (
     UnknownSenderError,
 )
 
+from ._batch import JobQueue
 from ._filters import FilterSet, demand_filters
 from ._link import MqttLink, Will, properties
 from ._payload import Birth, NodeState, decode_data, decode_json_object, encode_data, encode_json, now_ms
@@ -138,7 +139,7 @@ class MqttNode:
         self._raw: list[tuple[str, RawHandler]] = []
         self._buffer: DropOldestBuffer[tuple[str, bytes, int, bool, Properties | None]] = DropOldestBuffer(
             buffer_size, "event", logger)
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._jobs = JobQueue()  # issue 13: one dispatcher wake-up per batch read by paho's thread
         self._request_workers = request_workers
         self._requests = ThreadPoolExecutor(request_workers, thread_name_prefix="sig-mqtt-request")
         self._dispatcher: threading.Thread | None = None
@@ -152,6 +153,7 @@ class MqttNode:
             on_connect=self._link_up,
             on_disconnect=self._link_down,
             on_message=self._message,
+            batch=self._jobs,  # issue 13
             will=Will(self.topics.node(nid), NodeState(False, self.session, proto=5).encode()),
             **link_settings,
         )

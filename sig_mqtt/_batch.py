@@ -1,0 +1,108 @@
+"""Batches on the way from paho's network thread to the dispatcher (issue 13, speed).
+
+paho's own ``loop_read`` reads ``max(1, messages in flight)`` packets per ``select()``:
+at QoS 0 one packet per wake-up, so the network thread and the dispatcher trade the GIL
+once per message. :class:`BatchingClient` reads what the socket holds (until it would
+block, at most ``batch_limit`` packets) in one go, and tells a :class:`Batch` when such a
+read begins and ends; :class:`JobQueue` keeps what the network thread queues meanwhile
+and hands it to the dispatcher as one job, one wake-up per batch instead of one per message.
+Order is kept: the batch's jobs run in the order they were queued, and nothing the
+network thread queues after the batch can overtake it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
+
+__all__ = ["Batch", "BatchingClient", "JobQueue"]
+
+logger = logging.getLogger("sig.mqtt.dispatch")
+
+Job = Callable[[], None]
+
+
+class Batch(Protocol):
+    """What a :class:`BatchingClient` tells around each read of its socket."""
+
+    def begin(self) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class JobQueue:
+    """A ``SimpleQueue`` of jobs for one consumer; jobs the batching thread queues between
+    :meth:`begin` and :meth:`end` go in as one job at :meth:`end`."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._owner: int | None = None  # the thread between begin() and end()
+        self._pending: list[Job] = []
+
+    def put(self, job: Job | None) -> None:
+        """Queue ``job`` (None: the consumer's stop)."""
+        if self._owner is not None and job is not None and threading.get_ident() == self._owner:
+            self._pending.append(job)
+        else:
+            self._queue.put(job)
+
+    def get(self, timeout: float | None = None) -> Job | None:
+        """The next job; raises :class:`queue.Empty` after ``timeout`` s."""
+        return self._queue.get(timeout=timeout)
+
+    def begin(self) -> None:
+        """From now on, this thread's jobs wait for :meth:`end`."""
+        self._owner = threading.get_ident()
+
+    def end(self) -> None:
+        """Queue what came since :meth:`begin`: one job for all of them."""
+        self._owner = None
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        if len(pending) == 1:
+            self._queue.put(pending[0])
+        else:
+            self._queue.put(lambda: _run_all(pending))
+
+
+def _run_all(jobs: list[Job]) -> None:
+    for job in jobs:
+        try:
+            job()
+        except Exception:
+            logger.exception("MQTT dispatcher job failed")
+
+
+class BatchingClient(paho.Client):
+    """A paho client whose ``loop_read`` reads until the socket would block (at most
+    ``batch_limit`` packets) and tells ``batch`` when it begins and ends."""
+
+    batch: Batch | None = None
+    batch_limit = 256
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        batch = self.batch
+        if batch is None:
+            return super().loop_read(max_packets)
+        batch.begin()
+        try:
+            read = self._packet_read
+            for _ in range(self.batch_limit):
+                if self._sock is None:
+                    return MQTTErrorCode.MQTT_ERR_NO_CONN
+                rc = read()
+                if rc > 0:
+                    return self._loop_rc_handle(rc)
+                if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                    break
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        finally:
+            batch.end()
