@@ -44,12 +44,20 @@ class JobQueue:
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._owner: int | None = None  # the thread between begin() and end()
         self._pending: list[Job] = []
+        self._lock = threading.Lock()
 
     def put(self, job: Job | None) -> None:
-        """Queue ``job`` (None: the consumer's stop)."""
-        if self._owner is not None and job is not None and threading.get_ident() == self._owner:
-            self._pending.append(job)
-        else:
+        """Queue ``job`` (None: the consumer's stop).
+
+        Another thread's job goes after the open batch's jobs so far: whatever that thread saw
+        the batching thread do (a CONNACK handled, say) was queued before, and runs before.
+        """
+        with self._lock:
+            if job is not None and self._owner is not None and threading.get_ident() == self._owner:
+                self._pending.append(job)
+                return
+            if self._pending:
+                self._flush()
             self._queue.put(job)
 
     def get(self, timeout: float | None = None) -> Job | None:
@@ -62,11 +70,13 @@ class JobQueue:
 
     def end(self) -> None:
         """Queue what came since :meth:`begin`: one job for all of them."""
-        self._owner = None
-        pending = self._pending
-        if not pending:
-            return
-        self._pending = []
+        with self._lock:
+            self._owner = None
+            if self._pending:
+                self._flush()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
         if len(pending) == 1:
             self._queue.put(pending[0])
         else:
