@@ -32,7 +32,7 @@ class Row:
 
     Args:
         label: what is measured, e.g. ``"events/s QoS 0"``.
-        goal: the goal as text, e.g. ``">= 1.0x"``.
+        goal: the goal as text, e.g. ``">= 1.0x"``; empty: a row for information, not judged.
         met: judges the row from the median ratio and the sig figures (e.g. ``lambda r, s: r >= 1.0``).
         fmt: how to print one figure.
         extra: a callable giving more text for the verdict (e.g. events lost).
@@ -60,6 +60,8 @@ class Row:
     def verdict(self) -> tuple[bool, str]:
         ratios = self.ratios()
         median = statistics.median(ratios) if ratios else 0.0
+        if not self.goal:
+            return True, "(no goal: where the time goes)"
         ok = bool(self.sig) and self.met(median, self.sig)
         text = "%s %s" % (self.goal, verdict(ok))
         if self.extra is not None:

@@ -538,6 +538,8 @@ def main() -> int:
             _pairs.Row("request round trip p50 ms, QoS 1, TCP_NODELAY", "<= 1.05x", lambda r, s: r <= 1.05,
                        fmt="%.3f"),
         ]
+        cpu_rows = [_pairs.Row("CPU us per event, %s, QoS %d" % (side, qos), "", lambda r, s: True, fmt="%.1f")
+                    for qos in (0, 1) for side in ("publisher", "listener")]
 
         def keep(key: str, value: dict[str, Any]) -> dict[str, Any]:
             results.setdefault(key, []).append(value)
@@ -569,6 +571,8 @@ def main() -> int:
                     keep("events%d-%s" % (qos, kind), pair[kind])
                 events_line(qos, pair)
                 rows[qos].add(rate_of(pair["raw"]), rate_of(pair["sig"]))
+                cpu_rows[2 * qos].add(*(pair[k]["pub_cpu"] / args.n * 1e6 for k in ("raw", "sig")))
+                cpu_rows[2 * qos + 1].add(*(pair[k]["cpu"] / max(1, pair[k]["count"]) * 1e6 for k in ("raw", "sig")))
             rtt = {kind: keep("rtt-%s" % kind, run_requests(kind, fast.port, args.requests, args.warmup))
                    for kind in _pairs.order(round_)}
             raw, sig_rtt = rtt["raw"], rtt["sig"]
@@ -623,7 +627,7 @@ def main() -> int:
                                        median("rtt-raw-nagle", "p50"), "(sig always sets it)"))
         disorder = sum(r["disorder"] for key in ("events0-sig", "events1-sig") for r in results[key])
         print("sig events out of order: %d%s" % (disorder, "; QoS 1 on %s" % qos1_note if qos1_note else ""))
-        _pairs.table(rows, " (bench/mqtt.py)")
+        _pairs.table(rows + cpu_rows, " (bench/mqtt.py)")
         print("(%.1f s in all)" % (time.monotonic() - started))
     finally:
         for each in brokers:
