@@ -301,6 +301,8 @@ def main() -> int:
                          extra=lambda: "lost %d, out of order %d in all rounds" % (
                              sum(args.n - x["count"] for x in results["bridge"]),
                              sum(x["disorder"] for x in results["bridge"])))
+        listener_cpu = _pairs.Row("CPU us per event of the listener process (raw: paho; bridge path: sig)", "",
+                                  lambda r, s: True, fmt="%.1f")
         for round_ in range(1, args.rounds + 1):
             first, _ = _pairs.order(round_)
             if first == "raw":
@@ -314,11 +316,13 @@ def main() -> int:
             for kind, result in zip(kinds, (raw, via, diag), strict=False):
                 results[kind].append(result)
             print("round %d  raw %6.0f/s (pub %5.0f/s) lost %d disorder %d | bridge %6.0f/s (TCP client %6.0f/s, "
-                  "bridge CPU %s us/event) lost %d disorder %d, ratio %.2f | bridge to a paho sub %6.0f/s lost %d" % (
+                  "bridge CPU %s us/event) lost %d disorder %d, ratio %.2f%s" % (
                       round_, m.rate_of(raw), args.n / raw["flush_seconds"], args.n - raw["count"], raw["disorder"],
                       m.rate_of(via), args.n / via["flush_seconds"], cpu(via, "bridge_cpu", args.n),
                       args.n - via["count"], via["disorder"], m.rate_of(via) / max(1.0, m.rate_of(raw)),
-                      m.rate_of(diag), args.n - diag["count"]))
+                      " | bridge to a paho sub %6.0f/s lost %d" % (m.rate_of(diag), args.n - diag["count"])
+                      if args.diagnostic else ""))
+            listener_cpu.add(raw["cpu"] / max(1, raw["count"]) * 1e6, via["cpu"] / max(1, via["count"]) * 1e6)
 
         best = {kind: sorted(results[kind], key=m.rate_of)[len(results[kind]) // 2] for kind in kinds}
         print()
@@ -333,7 +337,7 @@ def main() -> int:
         print(line % ("  CPU us per event, subscriber", *(cpu(r, "cpu", r["count"]) for r in best.values())))
         print(line % ("  publisher done (raw: PUBACKs; TCP: flushed), ev/s",
                      *("%.0f" % (args.n / r["flush_seconds"]) for r in best.values())))
-        _pairs.table([row], " (bench/bridge.py)")
+        _pairs.table([row, listener_cpu], " (bench/bridge.py)")
         if args.profile:
             print()
             print("profile of one more bridge run (py-spy record --pid, written to %s):" % args.profile)
