@@ -93,10 +93,38 @@ def _run_all(jobs: list[Job]) -> None:
 
 class BatchingClient(paho.Client):
     """A paho client whose ``loop_read`` reads until the socket would block (at most
-    ``batch_limit`` packets) and tells ``batch`` when it begins and ends."""
+    ``batch_limit`` packets) and tells ``batch`` when it begins and ends.
+
+    With a ``batch``, its network thread is also woken once per round of its loop, not
+    once per packet queued: paho writes a byte on its socketpair for every PUBLISH, so
+    that a publisher and the network thread traded the GIL once per event.
+    """
 
     batch: Batch | None = None
     batch_limit = 256
+    _woken = False  # a wake-up byte is on the socketpair since the loop's round began
+
+    def _loop(self, timeout: float = 1.0) -> MQTTErrorCode:
+        # Cleared before paho looks at what there is to write: a packet queued before this
+        # is written in this round (paho selects for writing), one queued after wakes it.
+        self._woken = False
+        return super()._loop(timeout)
+
+    def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
+                      info: paho.MQTTMessageInfo | None = None) -> MQTTErrorCode:
+        if self.batch is None or self._thread is None:
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
+                                 "to_process": len(packet), "packet": packet, "info": info})
+        wake = self._sockpairW
+        if wake is not None and not self._woken:
+            self._woken = True
+            try:
+                wake.send(b"0")
+            except BlockingIOError:
+                pass
+        self._call_socket_register_write()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         batch = self.batch
