@@ -22,13 +22,13 @@ lost = N - received; disorder = events that came after a later one. CPU µs per 
 process (``time.process_time``, all threads) and the bridge process (utime + stime of
 ``/proc/PID/stat`` from just before the publisher starts to after the subscriber is done).
 
-Each round runs raw paho, then the bridge path, then (a diagnostic, not a target) the bridge path with
+Each round runs raw paho and the bridge path as a pair (raw first in odd rounds, the bridge first in
+even ones), then (a diagnostic, not a goal; ``--no-diagnostic`` skips it) the bridge path with
 bench/mqtt.py's paho ``raw-sub`` as the listener, which tells the bridge's own limit from the sig
-listener's; fresh processes every time, and the best round counts. It prints every round (with the
-round's bridge / raw ratio), a table and the targets of issue 5 ("Speed"), marked met or MISSED:
+listener's; fresh processes every time. It prints every round, the median round of each kind, and
+issue 13's row (bench/_pairs.py: medians, ranges, each pair's ratio, the goal marked met or MISSED):
 
-- bridge path events/s / raw paho events/s: target >= 0.8
-- 0 events lost, 0 out of order (every bridge round)
+- bridge path events/s / raw paho events/s: >= 0.9 (median of the pairs), 0 lost, 0 out of order
 
 Run: ``python3 bench/bridge.py [--n 20000] [--rounds 5] [--profile FILE]`` (about 70 s; ``--profile``
 runs the bridge once more under ``py-spy record --pid`` and prints where its busy samples went).
@@ -48,6 +48,8 @@ import sys
 import threading
 import time
 from typing import Any
+
+import _pairs  # bench/_pairs.py: paired rounds, per-pair ratios, goals
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
@@ -256,7 +258,9 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=20_000, help="events per run")
     parser.add_argument("--role", choices=sorted(ROLES))
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds; the best counts")
+    parser.add_argument("--rounds", type=int, default=5, help="paired rounds")
+    parser.add_argument("--no-diagnostic", dest="diagnostic", action="store_false",
+                        help="skip the bridge -> paho subscriber run of each round")
     parser.add_argument("--profile", metavar="FILE", help="then one more bridge run under py-spy record --pid, "
                         "its collapsed stacks written to FILE and summed up (not counted in the results)")
     args = parser.parse_args()
@@ -284,51 +288,56 @@ def main() -> int:
             "bridge": "via sig-bridge",
             "bridge-paho": "bridge, paho sub",
         }
+        if not args.diagnostic:
+            del kinds["bridge-paho"]
         results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
 
         def cpu(result: dict[str, Any], key: str, per: int) -> str:
             return "%.1f" % (result[key] / max(1, per) * 1e6) if key in result else "-"
 
+        row = _pairs.Row("events/s, TCP client -> sig-bridge -> Mosquitto -> sig listener (raw: paho -> paho)",
+                         ">= 0.9x, 0 lost, order kept", lambda r, s: r >= 0.9 and all(
+                             x["count"] == args.n and not x["disorder"] for x in results["bridge"]),
+                         extra=lambda: "lost %d, out of order %d in all rounds" % (
+                             sum(args.n - x["count"] for x in results["bridge"]),
+                             sum(x["disorder"] for x in results["bridge"])))
+        listener_cpu = _pairs.Row("CPU us per event of the listener process (raw: paho; bridge path: sig)", "",
+                                  lambda r, s: True, fmt="%.1f")
         for round_ in range(1, args.rounds + 1):
-            raw = m.run_events("raw", broker.port, 1, args.n)
+            first, _ = _pairs.order(round_)
+            if first == "raw":
+                raw = m.run_events("raw", broker.port, 1, args.n)
             via = run_bridge(broker.port, args.n)
-            diag = run_bridge(broker.port, args.n, listener="raw-sub")
-            for kind, result in zip(kinds, (raw, via, diag), strict=True):
+            if first != "raw":
+                raw = m.run_events("raw", broker.port, 1, args.n)
+            row.add(m.rate_of(raw), m.rate_of(via))
+            diag = run_bridge(broker.port, args.n, listener="raw-sub") if args.diagnostic else {
+                "count": 0, "seconds": 0.0}
+            for kind, result in zip(kinds, (raw, via, diag), strict=False):
                 results[kind].append(result)
             print("round %d  raw %6.0f/s (pub %5.0f/s) lost %d disorder %d | bridge %6.0f/s (TCP client %6.0f/s, "
-                  "bridge CPU %s us/event) lost %d disorder %d, ratio %.2f | bridge to a paho sub %6.0f/s lost %d" % (
+                  "bridge CPU %s us/event) lost %d disorder %d, ratio %.2f%s" % (
                       round_, m.rate_of(raw), args.n / raw["flush_seconds"], args.n - raw["count"], raw["disorder"],
                       m.rate_of(via), args.n / via["flush_seconds"], cpu(via, "bridge_cpu", args.n),
                       args.n - via["count"], via["disorder"], m.rate_of(via) / max(1.0, m.rate_of(raw)),
-                      m.rate_of(diag), args.n - diag["count"]))
+                      " | bridge to a paho sub %6.0f/s lost %d" % (m.rate_of(diag), args.n - diag["count"])
+                      if args.diagnostic else ""))
+            listener_cpu.add(raw["cpu"] / max(1, raw["count"]) * 1e6, via["cpu"] / max(1, via["count"]) * 1e6)
 
-        best = {kind: max(results[kind], key=m.rate_of) for kind in kinds}
-        ratio = m.rate_of(best["bridge"]) / m.rate_of(best["raw"]) if m.rate_of(best["raw"]) else 0.0
-        paired = sorted(m.rate_of(v) / max(1.0, m.rate_of(r))
-                        for r, v in zip(results["raw"], results["bridge"], strict=True))
+        best = {kind: sorted(results[kind], key=m.rate_of)[len(results[kind]) // 2] for kind in kinds}
         print()
-        print("best of %d rounds; %d events per run, QoS 1" % (args.rounds, args.n))
-        row = "%-52s" + " %17s" * len(kinds)
-        print(row % ("", *kinds.values()))
-        print(row % ("events/s (lost)", *("%.0f (%d)" % (m.rate_of(r), args.n - r["count"]) for r in best.values())))
-        print(row % ("  ratio to raw paho", *("%.2f" % (m.rate_of(r) / max(1.0, m.rate_of(best["raw"])))
+        print("median rounds of %d; %d events per run, QoS 1" % (args.rounds, args.n))
+        line = "%-52s" + " %17s" * len(kinds)
+        print(line % ("", *kinds.values()))
+        print(line % ("events/s (lost)", *("%.0f (%d)" % (m.rate_of(r), args.n - r["count"]) for r in best.values())))
+        print(line % ("  ratio to raw paho", *("%.2f" % (m.rate_of(r) / max(1.0, m.rate_of(best["raw"])))
                                              for r in best.values())))
-        print(row % ("  CPU us per event, publisher", *(cpu(r, "pub_cpu", args.n) for r in best.values())))
-        print(row % ("  CPU us per event, sig-bridge process", *(cpu(r, "bridge_cpu", args.n) for r in best.values())))
-        print(row % ("  CPU us per event, subscriber", *(cpu(r, "cpu", r["count"]) for r in best.values())))
-        print(row % ("  publisher done (raw: PUBACKs; TCP: flushed), ev/s",
+        print(line % ("  CPU us per event, publisher", *(cpu(r, "pub_cpu", args.n) for r in best.values())))
+        print(line % ("  CPU us per event, sig-bridge process", *(cpu(r, "bridge_cpu", args.n) for r in best.values())))
+        print(line % ("  CPU us per event, subscriber", *(cpu(r, "cpu", r["count"]) for r in best.values())))
+        print(line % ("  publisher done (raw: PUBACKs; TCP: flushed), ev/s",
                      *("%.0f" % (args.n / r["flush_seconds"]) for r in best.values())))
-        lost = sum(args.n - r["count"] for r in results["bridge"])
-        raw_lost = sum(args.n - r["count"] for r in results["raw"])
-        disorder = sum(r["disorder"] for r in results["bridge"])
-        print()
-        print("targets:")
-        print("  bridge / raw events/s:          %6.2f    (best rounds; target >= 0.8: %s; per-round ratios %s)" % (
-            ratio, m.verdict(ratio >= 0.8), " ".join("%.2f" % each for each in paired)))
-        print("  bridge events lost:             %6d    (all rounds; target 0: %s; raw paho lost %d)" % (
-            lost, m.verdict(lost == 0), raw_lost))
-        print("  bridge events out of order:     %6d    (all rounds; target 0: %s)" % (
-            disorder, m.verdict(disorder == 0)))
+        _pairs.table([row, listener_cpu], " (bench/bridge.py)")
         if args.profile:
             print()
             print("profile of one more bridge run (py-spy record --pid, written to %s):" % args.profile)

@@ -23,14 +23,20 @@ QoS 1 messages in flight (sig's default), TCP_NODELAY on the broker socket (sig 
    paho's default; few requests, each takes tens of ms); sig: ``router.remoteRequest("bench", "echo",
    i)`` to a sender another process registered with ``requests={"echo": lambda p: p}``.
 
-Each measurement runs ROUNDS times, raw and sig in turn (fresh processes each time), and the best round
-counts. It prints every round, a table and the ratios the project aims for (issue 4, "Speed"):
+Each measurement runs ROUNDS times as a pair, raw and sig in turn (raw first in odd rounds, sig first in
+even ones; fresh processes each time). It prints every round, then issue 13's rows (bench/_pairs.py): the
+median and range of raw and of sig, each pair's sig/raw ratio, their median and range, and the goal,
+judged on the median ratio and marked met or MISSED:
 
-- sig events/s / raw paho events/s, at QoS 0 and at QoS 1: target >= 0.9
-- 0 events lost at QoS 1 (every sig round)
-- sig request round trip p50 / raw paho p50 with TCP_NODELAY: target <= 1.1
+- sig events/s / raw paho events/s, QoS 0: >= 1.0
+- the same at QoS 1: >= 1.0, and 0 events lost in every sig round
+- sig request round trip p50 / raw paho p50, QoS 1, TCP_NODELAY everywhere: <= 1.05
 
-Run: ``python3 bench/mqtt.py [--n 50000] [--requests 1000] [--rounds 3]`` (about 2 minutes).
+and, without a goal, CPU µs per event of each publisher and listener process (a figure that depends
+less on what else the machine runs than events/s do). ``--no-extras`` leaves out the latency runs
+and the requests with Nagle on.
+
+Run: ``python3 bench/mqtt.py [--n 20000] [--requests 1000] [--rounds 5] [--no-extras]`` (3-6 minutes).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import os
 import queue
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,7 +57,8 @@ import time
 from typing import Any
 
 import _children  # bench/_children.py: child processes that report TAG {json} lines
-from _children import CHILD_TIMEOUT, ROOT, report, verdict, wait_for_stdin_line
+import _pairs  # bench/_pairs.py: paired rounds, per-pair ratios, goals
+from _children import CHILD_TIMEOUT, ROOT, report, wait_for_stdin_line
 
 HOST = "127.0.0.1"
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -493,7 +501,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=100, help="untimed requests first")
     parser.add_argument("--latency-events", type=int, default=2000, help="events per latency run")
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s of the latency runs")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement; the best counts")
+    parser.add_argument("--rounds", type=int, default=5, help="paired rounds of each measurement")
+    parser.add_argument("--no-extras", dest="extras", action="store_false",
+                        help="only issue 13's rows: no latency runs, no requests with Nagle on")
     args = parser.parse_args()
     if args.role:
         ROLES[args.role](args)
@@ -524,6 +534,19 @@ def main() -> int:
         default_qos1: dict[str, dict[str, Any]] = {}
         results: dict[str, list[dict[str, Any]]] = {}
 
+        def sig_lost_qos1() -> str:
+            return "sig lost %d at QoS 1 in all rounds" % sum(args.n - r["count"] for r in results["events1-sig"])
+
+        rows = [
+            _pairs.Row("events/s QoS 0, publisher -> broker -> listener", ">= 1.0x", lambda r, s: r >= 1.0),
+            _pairs.Row("events/s QoS 1", ">= 1.0x and 0 lost", lambda r, s: r >= 1.0 and all(
+                args.n == x["count"] for x in results["events1-sig"]), extra=sig_lost_qos1),
+            _pairs.Row("request round trip p50 ms, QoS 1, TCP_NODELAY", "<= 1.05x", lambda r, s: r <= 1.05,
+                       fmt="%.3f"),
+        ]
+        cpu_rows = [_pairs.Row("CPU us per event, %s, QoS %d" % (side, qos), "", lambda r, s: True, fmt="%.1f")
+                    for qos in (0, 1) for side in ("publisher", "listener")]
+
         def keep(key: str, value: dict[str, Any]) -> dict[str, Any]:
             results.setdefault(key, []).append(value)
             return value
@@ -540,7 +563,7 @@ def main() -> int:
             print("round %d" % round_)
             for qos in (0, 1):
                 target = qos1 if qos else broker
-                pair = {kind: run_events(kind, target.port, qos, args.n) for kind in ("raw", "sig")}
+                pair = {kind: run_events(kind, target.port, qos, args.n) for kind in _pairs.order(round_)}
                 if qos == 1 and not qos1_note and any(r["count"] < args.n for r in pair.values()):
                     default_qos1 = pair
                     events_line(qos, pair, "  <- Mosquitto's default queue")
@@ -549,10 +572,21 @@ def main() -> int:
                     qos1_note = "max_queued_messages %d (Mosquitto's default: 1000)" % args.n
                     print("  Mosquitto dropped QoS 1 events (a subscriber's queue holds 1000): QoS 1 now runs on a")
                     print("  third private broker (port %d) with %s, for raw and sig alike" % (qos1.port, qos1_note))
-                    pair = {kind: run_events(kind, qos1.port, qos, args.n) for kind in ("raw", "sig")}
+                    pair = {kind: run_events(kind, qos1.port, qos, args.n) for kind in _pairs.order(round_)}
                 for kind in ("raw", "sig"):
                     keep("events%d-%s" % (qos, kind), pair[kind])
                 events_line(qos, pair)
+                rows[qos].add(rate_of(pair["raw"]), rate_of(pair["sig"]))
+                cpu_rows[2 * qos].add(*(pair[k]["pub_cpu"] / args.n * 1e6 for k in ("raw", "sig")))
+                cpu_rows[2 * qos + 1].add(*(pair[k]["cpu"] / max(1, pair[k]["count"]) * 1e6 for k in ("raw", "sig")))
+            rtt = {kind: keep("rtt-%s" % kind, run_requests(kind, fast.port, args.requests, args.warmup))
+                   for kind in _pairs.order(round_)}
+            raw, sig_rtt = rtt["raw"], rtt["sig"]
+            rows[2].add(raw["p50"], sig_rtt["p50"])
+            print("  request RTT p50/p99 ms (TCP_NODELAY everywhere)  raw %.3f / %.3f | sig %.3f / %.3f" % (
+                raw["p50"], raw["p99"], sig_rtt["p50"], sig_rtt["p99"]))
+            if not args.extras:
+                continue
             for qos in (0, 1):
                 target = qos1 if qos else broker
                 pair = {kind: keep("latency%d-%s" % (qos, kind), run_events(
@@ -561,73 +595,45 @@ def main() -> int:
                 print("  latency QoS %d p50/p99 ms  raw %.3f / %.3f (lost %d) | sig %.3f / %.3f (lost %d)" % (
                     qos, pair["raw"]["p50"], pair["raw"]["p99"], args.latency_events - pair["raw"]["count"],
                     pair["sig"]["p50"], pair["sig"]["p99"], args.latency_events - pair["sig"]["count"]))
-            raw = keep("rtt-raw", run_requests("raw", fast.port, args.requests, args.warmup))
-            sig_rtt = keep("rtt-sig", run_requests("sig", fast.port, args.requests, args.warmup))
-            print("  request RTT p50/p99 ms (TCP_NODELAY everywhere)  raw %.3f / %.3f | sig %.3f / %.3f" % (
-                raw["p50"], raw["p99"], sig_rtt["p50"], sig_rtt["p99"]))
             raw_nagle = keep("rtt-raw-broker-nagle", run_requests("raw", broker.port, args.slow_requests, 3))
             sig_nagle = keep("rtt-sig-broker-nagle", run_requests("sig", broker.port, args.slow_requests, 3))
             slow = keep("rtt-raw-nagle", run_requests("raw", broker.port, args.slow_requests, 3, nodelay=False))
             print("  request RTT p50 ms, Mosquitto's default (Nagle)  raw %.1f | sig %.1f | "
                   "raw without TCP_NODELAY %.1f" % (raw_nagle["p50"], sig_nagle["p50"], slow["p50"]))
 
-        def best_rate(key: str) -> dict[str, Any]:
-            return max(results[key], key=rate_of)
-
-        def best_p50(key: str) -> dict[str, Any]:
-            return min(results[key], key=lambda r: r["p50"])
+        def median(key: str, field: str, per: str = "") -> float:
+            values = [r[field] / (args.n if per == "n" else max(1, r["count"])) * 1e6 if per else r[field]
+                      for r in results.get(key, [])]
+            return statistics.median(values) if values else 0.0
 
         print()
-        print("best of %d rounds; %d events per throughput run, %d per latency run at %.0f/s, %d requests" % (
-            args.rounds, args.n, args.latency_events, args.rate, args.requests))
-        row = "%-50s %19s %19s %8s"
-        print(row % ("", "raw paho-mqtt", "sig", "sig/raw"))
-        ratios = {}
+        print("medians of %d rounds; %d events per throughput run, %d requests" % (
+            args.rounds, args.n, args.requests))
+        row = "%-50s %19s %19s"
+        print(row % ("", "raw paho-mqtt", "sig"))
         for qos in (0, 1):
-            raw, sig_best = best_rate("events%d-raw" % qos), best_rate("events%d-sig" % qos)
-            ratios[qos] = rate_of(sig_best) / rate_of(raw) if rate_of(raw) else 0.0
-            print("%-50s %10.0f (%6d) %10.0f (%6d) %8.2f" % (
-                "events/s QoS %d (lost of %d)" % (qos, args.n), rate_of(raw), args.n - raw["count"],
-                rate_of(sig_best), args.n - sig_best["count"], ratios[qos]))
             print("%-50s %8.1f / %-8.1f %8.1f / %-8.1f" % (
-                "  CPU us per event, publisher / subscriber", raw["pub_cpu"] / args.n * 1e6,
-                raw["cpu"] / max(1, raw["count"]) * 1e6, sig_best["pub_cpu"] / args.n * 1e6,
-                sig_best["cpu"] / max(1, sig_best["count"]) * 1e6))
+                "CPU us per event QoS %d, publisher / subscriber" % qos,
+                median("events%d-raw" % qos, "pub_cpu", "n"), median("events%d-raw" % qos, "cpu", "count"),
+                median("events%d-sig" % qos, "pub_cpu", "n"), median("events%d-sig" % qos, "cpu", "count")))
         if default_qos1:
             print("%-50s %10.0f (%6d) %10.0f (%6d)" % (
-                "  QoS 1, Mosquitto's default queue (round 1)", rate_of(default_qos1["raw"]),
+                "QoS 1, Mosquitto's default queue (round 1), lost", rate_of(default_qos1["raw"]),
                 args.n - default_qos1["raw"]["count"], rate_of(default_qos1["sig"]),
                 args.n - default_qos1["sig"]["count"]))
-        for qos in (0, 1):
-            raw, sig_best = best_p50("latency%d-raw" % qos), best_p50("latency%d-sig" % qos)
-            print("%-50s %8.3f / %-8.3f %8.3f / %-8.3f %8.2f" % (
-                "latency QoS %d p50 / p99 ms" % qos, raw["p50"], raw["p99"], sig_best["p50"], sig_best["p99"],
-                sig_best["p50"] / raw["p50"] if raw["p50"] else 0.0))
-        raw, sig_rtt = best_p50("rtt-raw"), best_p50("rtt-sig")
-        rtt_ratio = sig_rtt["p50"] / raw["p50"] if raw["p50"] else 0.0
-        print("%-50s %8.3f / %-8.3f %8.3f / %-8.3f %8.2f" % (
-            "request RTT QoS 1 p50 / p99 ms, TCP_NODELAY", raw["p50"], raw["p99"], sig_rtt["p50"], sig_rtt["p99"],
-            rtt_ratio))
-        raw, sig_best = best_p50("rtt-raw-broker-nagle"), best_p50("rtt-sig-broker-nagle")
-        print("%-50s %8.1f / %-8.1f %8.1f / %-8.1f" % (
-            "  TCP_NODELAY in clients only (Mosquitto default)", raw["p50"], raw["p99"], sig_best["p50"],
-            sig_best["p99"]))
-        slow = best_p50("rtt-raw-nagle")
-        print("%-50s %8.1f / %-8.1f %19s" % ("  no TCP_NODELAY anywhere (paho, Mosquitto default)",
-                                            slow["p50"], slow["p99"], "(sig always sets it)"))
-        lost_qos1 = sum(args.n - r["count"] for r in results["events1-sig"])
-        raw_lost_qos1 = sum(args.n - r["count"] for r in results["events1-raw"])
+        if args.extras:
+            for qos in (0, 1):
+                print("%-50s %8.3f / %-8.3f %8.3f / %-8.3f" % (
+                    "latency QoS %d p50 / p99 ms" % qos, median("latency%d-raw" % qos, "p50"),
+                    median("latency%d-raw" % qos, "p99"), median("latency%d-sig" % qos, "p50"),
+                    median("latency%d-sig" % qos, "p99")))
+            print("%-50s %8.1f %19.1f" % ("request RTT p50 ms, TCP_NODELAY in clients only",
+                                         median("rtt-raw-broker-nagle", "p50"), median("rtt-sig-broker-nagle", "p50")))
+            print("%-50s %8.1f %19s" % ("  no TCP_NODELAY anywhere (paho, Mosquitto default)",
+                                       median("rtt-raw-nagle", "p50"), "(sig always sets it)"))
         disorder = sum(r["disorder"] for key in ("events0-sig", "events1-sig") for r in results[key])
-        print()
-        print("targets:")
-        for qos in (0, 1):
-            print("  sig / raw events/s, QoS %d:      %6.2f    (target >= 0.9: %s)" % (
-                qos, ratios[qos], verdict(ratios[qos] >= 0.9)))
-        print("  sig events lost at QoS 1:       %6d    (all rounds; target 0: %s; raw paho lost %d)%s" % (
-            lost_qos1, verdict(lost_qos1 == 0), raw_lost_qos1, " with %s" % qos1_note if qos1_note else ""))
-        print("  sig / raw request RTT p50:      %6.2f    (TCP_NODELAY everywhere; target <= 1.1: %s)" % (
-            rtt_ratio, verdict(rtt_ratio <= 1.1)))
-        print("  sig events out of order:        %6d" % disorder)
+        print("sig events out of order: %d%s" % (disorder, "; QoS 1 on %s" % qos1_note if qos1_note else ""))
+        _pairs.table(rows + cpu_rows, " (bench/mqtt.py)")
         print("(%.1f s in all)" % (time.monotonic() - started))
     finally:
         for each in brokers:

@@ -13,15 +13,14 @@ Every party is its own process, on loopback:
    process (through the server), and a sender registered on the server itself.
 
 Throughput is (N - 1) / (time from first to last message received by the listener).
-Each measurement runs ROUNDS times, raw and sig in turn (fresh processes each time), and the
-best round counts, so that a burst of load elsewhere on the machine does not decide the result;
-every round is printed too. It prints a table and the ratios the project aims for:
+Each measurement runs ROUNDS times as a pair, raw and sig in turn (raw first in odd rounds, sig
+first in even ones; fresh processes each time); every round is printed. Then issue 13's rows
+(bench/_pairs.py: medians, ranges, each pair's sig/raw ratio, the goal marked met or MISSED):
 
-- sig signals/s / raw signals/s: target >= 0.15
-- sig signals/s: target >= 30,000
-- request round trip p50 (through the server to another client): target <= 0.3 ms
+- sig signals/s / raw signals/s: >= 0.4 (median of the pairs), 0 lost and order kept in every round
+- request round trip p50 through the server to another client's sender: <= 0.25 ms in every round
 
-Run: ``python3 bench/tcp.py [--n 100000] [--requests 2000] [--rounds 3]`` (about 15 s).
+Run: ``python3 bench/tcp.py [--n 100000] [--requests 2000] [--rounds 5]`` (about 30 s).
 Children are started as ``python3 bench/tcp.py --role ROLE ...`` and killed by PID at the end.
 """
 
@@ -31,13 +30,15 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import sys
 import threading
 import time
 from typing import Any
 
 import _children  # bench/_children.py: child processes that report TAG {json} lines
-from _children import CHILD_TIMEOUT, ROOT, report, verdict, wait_for_stdin_line
+import _pairs  # bench/_pairs.py: paired rounds, per-pair ratios, goals
+from _children import CHILD_TIMEOUT, ROOT, report, wait_for_stdin_line
 
 HOST = "127.0.0.1"
 
@@ -289,7 +290,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=100_000, help="signals per throughput run")
     parser.add_argument("--requests", type=int, default=2000, help="timed requests per target")
     parser.add_argument("--warmup", type=int, default=200, help="untimed requests first")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement; the best counts")
+    parser.add_argument("--rounds", type=int, default=5, help="paired rounds")
     args = parser.parse_args()
     if args.role:
         ROLES[args.role](args)
@@ -308,47 +309,39 @@ def main() -> int:
     rtts: list[dict[str, Any]] = []
     print()
     print("round  raw msg/s  sig msg/s  sig lost  sig disorder  rtt via client p50/p99 ms  rtt to server p50/p99 ms")
+    rows = [
+        _pairs.Row("TCP signals/s, ClientRouter -> ServerRouter -> ClientRouter (raw: NDJSON relay)",
+                   ">= 0.4x, 0 lost, order kept", lambda r, s: r >= 0.4 and all(
+                       x["count"] == args.n and not x["disorder"] for x in sigs)),
+        _pairs.Row("TCP request p50 ms, client -> server -> other client's sender", "<= 0.25 ms on every round",
+                   lambda r, s: max(s) <= 0.25, fmt="%.3f"),
+    ]
     for round_ in range(1, args.rounds + 1):
-        children: list[Child] = []
-        try:
-            raws.append(run_raw(args.n, children))
-            for child in children:
-                child.kill()
-            children.clear()
-            sig_result, rtt = run_sig(args.n, args.requests, args.warmup, children)
-        finally:
-            for child in children:
-                child.kill()
+        for kind in _pairs.order(round_):
+            children: list[Child] = []
+            try:
+                if kind == "raw":
+                    raws.append(run_raw(args.n, children))
+                else:
+                    sig_result, rtt = run_sig(args.n, args.requests, args.warmup, children)
+            finally:
+                for child in children:
+                    child.kill()
+        rows[0].add(rate(raws[-1]), rate(sig_result))
+        rows[1].add(None, rtt["client"]["p50"])
         sigs.append(sig_result)
         rtts.append(rtt)
         print("%5d %10.0f %10.0f %9d %13d %13.3f / %.3f %15.3f / %.3f" % (
             round_, rate(raws[-1]), rate(sig_result), args.n - sig_result["count"], sig_result["disorder"],
             rtt["client"]["p50"], rtt["client"]["p99"], rtt["server"]["p50"], rtt["server"]["p99"]))
 
-    raw = max(raws, key=rate)
-    sig_best = max(sigs, key=rate)
-    raw_rate, sig_rate = rate(raw), rate(sig_best)
-    best_rtt = {name: min((r[name] for r in rtts), key=lambda x: x["p50"]) for name in ("client", "server")}
-    intact = all(r["count"] == args.n and r["disorder"] == 0 for r in sigs)
     print()
-    print("best of %d rounds, %d signals each:" % (args.rounds, args.n))
-    print("%-46s %12s" % ("throughput", "messages/s"))
-    print("%-46s %12.0f" % ("raw NDJSON: sender -> relay -> listener", raw_rate))
-    print("%-46s %12.0f" % ("sig: ClientRouter -> ServerRouter -> ClientRouter", sig_rate))
-    print()
-    print("%-46s %9s %9s %9s" % ("request round trip (%d after %d warm-up)" % (args.requests, args.warmup),
-                                 "p50 ms", "p99 ms", "max ms"))
+    print("request round trip (%d after %d warm-up), medians of %d rounds: p50 / p99 / max ms" % (
+        args.requests, args.warmup, args.rounds))
     for name, label in (("client", "to a sender of another client process"), ("server", "to a sender on the server")):
-        figures = best_rtt[name]
-        print("%-46s %9.3f %9.3f %9.3f" % (label, figures["p50"], figures["p99"], figures["max"]))
-    print()
-    ratio = sig_rate / raw_rate if raw_rate else 0.0
-    print("targets:")
-    print("  sig / raw signals/s:             %8.3f    (target >= 0.15: %s)" % (ratio, verdict(ratio >= 0.15)))
-    print("  sig signals/s:                   %8.0f    (target >= 30000: %s)" % (sig_rate, verdict(sig_rate >= 30000)))
-    print("  request p50 via another client:  %8.3f ms (target <= 0.3: %s)" % (
-        best_rtt["client"]["p50"], verdict(best_rtt["client"]["p50"] <= 0.3)))
-    print("  every sig round: 0 lost, order kept: %s" % verdict(intact))
+        print("  %-44s %s / %s / %s" % (label, *(
+            "%.3f" % statistics.median(r[name][field] for r in rtts) for field in ("p50", "p99", "max"))))
+    _pairs.table(rows, " (bench/tcp.py)")
     print("(%.1f s in all)" % (time.monotonic() - started))
     return 0
 

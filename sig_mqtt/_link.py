@@ -28,6 +28,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from sig import ArgumentTypeError, CarrierError, InvalidArgumentError
 
+from ._batch import Batch, BatchingClient
 from ._subacks import Subacks
 from ._takeover import DropGuard
 
@@ -83,6 +84,8 @@ class MqttLink:
             ``drop_window`` s of its CONNACK, ``drop_limit`` times in a row, is logged
             as such and makes the link wait ``drop_backoff`` s (doubling up to
             ``drop_backoff_max``) before it tries again, instead of fighting.
+        batch: told when paho's network thread begins and ends reading what its socket
+            holds (see :mod:`._batch`), so that what it hands over goes as one batch.
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class MqttLink:
         drop_limit: int = 3,
         drop_backoff: float = 10.0,
         drop_backoff_max: float = 300.0,
+        batch: Batch | None = None,
     ) -> None:
         if protocol not in (4, 5):
             raise InvalidArgumentError("protocol must be 5 (MQTT 5) or 4 (MQTT 3.1.1), not %r" % (protocol,))
@@ -124,6 +128,7 @@ class MqttLink:
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
         self.max_inflight = max_inflight
+        self.batch = batch
         self.drops = DropGuard(drop_window, drop_limit, drop_backoff, drop_backoff_max)
         self.subacks = Subacks()
         self._on_connect = on_connect
@@ -289,13 +294,14 @@ class MqttLink:
     def _build(self) -> None:
         protocol = paho.MQTTv5 if self.protocol == 5 else paho.MQTTv311
         persistent = self.session_expiry is not None
-        client = paho.Client(
+        client = BatchingClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=protocol,
             clean_session=None if protocol == paho.MQTTv5 else not persistent,
             reconnect_on_failure=self._auto_reconnect,
         )
+        client.batch = self.batch
         client.suppress_exceptions = True  # a bug of ours must not kill the network loop
         client.reconnect_delay_set(self.reconnect_min, self.reconnect_max)  # type: ignore[arg-type]
         client.max_inflight_messages_set(self.max_inflight)

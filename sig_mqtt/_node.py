@@ -43,6 +43,7 @@ from sig import (
     UnknownSenderError,
 )
 
+from ._batch import JobQueue
 from ._foreign import ForeignSenders
 from ._link import MqttLink, Will, properties
 from ._nodecore import NodeCore
@@ -132,7 +133,7 @@ class MqttNode:
         self._lock = threading.RLock()
         self._foreign = ForeignSenders(router, self.core.local, self.request)
         self._raw: list[tuple[str, RawHandler]] = []
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._jobs = JobQueue()  # one dispatcher wake-up per batch read by paho's thread
         self._request_workers = request_workers
         self._requests = ThreadPoolExecutor(request_workers, thread_name_prefix="sig-mqtt-request")
         self._dispatcher: threading.Thread | None = None
@@ -144,6 +145,7 @@ class MqttNode:
             on_connect=self._link_up,
             on_disconnect=self._link_down,
             on_message=self._message,
+            batch=self._jobs,
             will=Will(self.topics.node(nid), NodeState(False, self.session, proto=5).encode()),
             **link_settings,
         )

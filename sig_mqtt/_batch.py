@@ -1,0 +1,146 @@
+"""Batches on the way from paho's network thread to the dispatcher (issue 13, speed).
+
+paho's own ``loop_read`` reads ``max(1, messages in flight)`` packets per ``select()``:
+at QoS 0 one packet per wake-up, so the network thread and the dispatcher trade the GIL
+once per message. :class:`BatchingClient` reads what the socket holds (until it would
+block, at most ``batch_limit`` packets) in one go, and tells a :class:`Batch` when such a
+read begins and ends; :class:`JobQueue` keeps what the network thread queues meanwhile
+and hands it to the dispatcher as one job, one wake-up per batch instead of one per message.
+Order is kept: the batch's jobs run in the order they were queued, and nothing the
+network thread queues after the batch can overtake it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
+
+__all__ = ["Batch", "BatchingClient", "JobQueue"]
+
+logger = logging.getLogger("sig.mqtt.dispatch")
+
+Job = Callable[[], None]
+
+
+class Batch(Protocol):
+    """What a :class:`BatchingClient` tells around each read of its socket."""
+
+    def begin(self) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class JobQueue:
+    """A ``SimpleQueue`` of jobs for one consumer; jobs the batching thread queues between
+    :meth:`begin` and :meth:`end` go in as one job at :meth:`end`."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._owner: int | None = None  # the thread between begin() and end()
+        self._pending: list[Job] = []
+        self._lock = threading.Lock()
+
+    def put(self, job: Job | None) -> None:
+        """Queue ``job`` (None: the consumer's stop).
+
+        Another thread's job goes after the open batch's jobs so far: whatever that thread saw
+        the batching thread do (a CONNACK handled, say) was queued before, and runs before.
+        """
+        with self._lock:
+            if job is not None and self._owner is not None and threading.get_ident() == self._owner:
+                self._pending.append(job)
+                return
+            if self._pending:
+                self._flush()
+            self._queue.put(job)
+
+    def get(self, timeout: float | None = None) -> Job | None:
+        """The next job; raises :class:`queue.Empty` after ``timeout`` s."""
+        return self._queue.get(timeout=timeout)
+
+    def begin(self) -> None:
+        """From now on, this thread's jobs wait for :meth:`end`."""
+        self._owner = threading.get_ident()
+
+    def end(self) -> None:
+        """Queue what came since :meth:`begin`: one job for all of them."""
+        with self._lock:
+            self._owner = None
+            if self._pending:
+                self._flush()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if len(pending) == 1:
+            self._queue.put(pending[0])
+        else:
+            self._queue.put(lambda: _run_all(pending))
+
+
+def _run_all(jobs: list[Job]) -> None:
+    for job in jobs:
+        try:
+            job()
+        except Exception:
+            logger.exception("MQTT dispatcher job failed")
+
+
+class BatchingClient(paho.Client):
+    """A paho client whose ``loop_read`` reads until the socket would block (at most
+    ``batch_limit`` packets) and tells ``batch`` when it begins and ends.
+
+    With a ``batch``, its network thread is also woken once per round of its loop, not
+    once per packet queued: paho writes a byte on its socketpair for every PUBLISH, so
+    that a publisher and the network thread traded the GIL once per event.
+    """
+
+    batch: Batch | None = None
+    batch_limit = 256
+    _woken = False  # a wake-up byte is on the socketpair since the loop's round began
+
+    def _loop(self, timeout: float = 1.0) -> MQTTErrorCode:
+        # Cleared before paho looks at what there is to write: a packet queued before this
+        # is written in this round (paho selects for writing), one queued after wakes it.
+        self._woken = False
+        return super()._loop(timeout)
+
+    def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
+                      info: paho.MQTTMessageInfo | None = None) -> MQTTErrorCode:
+        if self.batch is None or self._thread is None:
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
+                                 "to_process": len(packet), "packet": packet, "info": info})
+        wake = self._sockpairW
+        if wake is not None and not self._woken:
+            self._woken = True
+            try:
+                wake.send(b"0")
+            except BlockingIOError:
+                pass
+        self._call_socket_register_write()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        batch = self.batch
+        if batch is None:
+            return super().loop_read(max_packets)
+        batch.begin()
+        try:
+            read = self._packet_read
+            for _ in range(self.batch_limit):
+                if self._sock is None:
+                    return MQTTErrorCode.MQTT_ERR_NO_CONN
+                rc = read()
+                if rc > 0:
+                    return self._loop_rc_handle(rc)
+                if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                    break
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        finally:
+            batch.end()
