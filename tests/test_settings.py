@@ -413,13 +413,19 @@ def test_tcp_reconnect_min_and_max_space_the_attempts(tcp_server: CarrierTCPServ
     sig.ClientRouter(carrier)
     assert tcp_server.port is not None
     assert carrier.connect("127.0.0.1", tcp_server.port)
+    # The port stays ours, bound but not listening (every attempt is refused): a freed port can be
+    # taken by another process of a busy machine, and one attempt that connects resets the back-off.
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         since = time.time()
         tcp_server.stop()
+        blocker.bind(("127.0.0.1", tcp_server.port))
         assert wait_until(lambda: len(times_of(caplog, "connecting failed", since)) >= 5, 6)
         assert_backoff(times_of(caplog, "connecting failed", since))
     finally:
         carrier.disconnect()
+        blocker.close()
 
 
 @pytest.mark.parametrize(("setting", "tls"), [("connect_timeout", True), ("handshake_timeout", False)])
