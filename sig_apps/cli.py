@@ -209,6 +209,14 @@ def cmd_web(args: argparse.Namespace) -> int:
             weblog = WebLogger(router, limit=args.limit, server=args.server, allow_hosts=args.allow_host or ())
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        if args.mqtt:  # the retained Home Assistant discovery configs say which senders are announced
+            from sig_mqtt import AnnouncedSenders
+
+            tracker = AnnouncedSenders(carrier.node.topics.prefix, args.ha_prefix)  # type: ignore[attr-defined]
+            for topic_filter in tracker.filters:
+                carrier.subscribe_raw(  # type: ignore[attr-defined]
+                    topic_filter, lambda topic, payload, retained: tracker.config(topic, payload))
+            weblog.state.announced = tracker.senders
         for sender, event in subscriptions:
             weblog.subscribe(sender, event)
 
@@ -319,7 +327,7 @@ def build_parser() -> ArgumentParser:
     web = commands.add_parser("web", parents=[client], help="serve the web event log and its REST API",
                               description="Keep the last --limit events of the subscriptions and serve them on a "
                                           "live web page and the documented REST API (/, /regs, /clear, /config, "
-                                          "/add, /remove; fmt=html|plain|json). Prints the page's URL.")
+                                          "/add, /remove, /announced; fmt=html|plain|json). Prints the page's URL.")
     web.add_argument("--http", default="127.0.0.1:8080", metavar="HOST:PORT",
                      help="address of the web server; port 0 picks a free one (default: 127.0.0.1:8080)")
     web.add_argument("--limit", type=int, default=20, metavar="N",
@@ -327,6 +335,9 @@ def build_parser() -> ArgumentParser:
     web.add_argument("--listen", action="append", metavar="SENDER:EVENT", help=listen_help)
     web.add_argument("--allow-host", action="append", metavar="NAME[:PORT]",
                      help="another Host name to answer for (e.g. behind a reverse proxy), repeatable")
+    web.add_argument("--ha-prefix", default="homeassistant", metavar="PREFIX",
+                     help="Home Assistant's discovery prefix: with --mqtt, /announced lists the senders announced "
+                          "there (default: homeassistant)")
     web.set_defaults(func=cmd_web)
 
     alert = commands.add_parser("alert", parents=[client], help="a desktop notification per event",

@@ -17,6 +17,7 @@ try:
 except ImportError:  # pragma: no cover - depends on what is installed
     raise sig.MissingExtraError("sig_mqtt needs paho-mqtt: pip install 'sig[mqtt]'") from None
 
+from ._hass_seen import AnnouncedSenders
 from ._payload import CONVENTION, encode_data
 from ._topics import Topics, decode_level, encode_level
 from ._url import BrokerURL, parse_url, read_password_file
@@ -25,6 +26,7 @@ from .client import CarrierMQTTClient
 from .server import CarrierMQTTServer
 
 __all__ = [
+    "AnnouncedSenders",
     "BrokerURL",
     "CONVENTION",
     "CarrierMQTTClient",

@@ -195,6 +195,11 @@ class CarrierMQTTClient(Carrier):
         """
         return self.node.round_trip(timeout)
 
+    def subscribe_raw(self, topic_filter: str, handler: Callable[[str, bytes, bool], None]) -> None:
+        """Hand messages of a topic filter outside sig's tree to ``handler(topic, payload, retained)``
+        (on the node's dispatcher thread)."""
+        self.node.subscribe_raw(topic_filter, handler)
+
     @property
     def last_error(self) -> str | None:
         """Why the last connection attempt failed, if it did."""

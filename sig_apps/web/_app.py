@@ -51,6 +51,8 @@ class WebState:
         self.guard: HostGuard | None = None  # set once the port is known
         self.http = ""
         self.streams = Streams(log, subscriptions)
+        #: the senders announced to Home Assistant, when the client can tell (``sig web --mqtt``)
+        self.announced: Callable[[], list[Any]] | None = None
 
     def registrations(self) -> list[dict[str, Any]]:
         """The subscriptions as JSON."""
@@ -58,8 +60,11 @@ class WebState:
 
     def config(self) -> dict[str, Any]:
         """The configuration as JSON (``/config``)."""
-        return {"limit": self.log.limit, "entries": len(self.log), "server": self.server, "http": self.http,
-                "registrations": self.registrations()}
+        out = {"limit": self.log.limit, "entries": len(self.log), "server": self.server, "http": self.http,
+               "registrations": self.registrations()}
+        if self.announced is not None:
+            out["announced"] = self.announced()
+        return out
 
 
 #: Where the application keeps its :class:`WebState`.
@@ -203,6 +208,19 @@ async def config(request: web.Request) -> web.StreamResponse:
     return _json(state.config())
 
 
+async def announced(request: web.Request) -> web.StreamResponse:
+    """``/announced``: the senders that Home Assistant knows through sig's MQTT discovery."""
+    state = request.app[STATE]
+    fmt = _fmt(request)
+    if state.announced is None:
+        raise Refused(404, "which senders are announced is known over MQTT only (sig web --mqtt URL)")
+    senders = state.announced()
+    message = "Announced to Home Assistant: %s" % (", ".join(ident_label(s) for s in senders) or "none")
+    if fmt == "plain":
+        return _plain(plain_lines(ident_label(s) for s in senders))
+    return _answer(fmt, message, {"announced": senders})
+
+
 async def _change(request: web.Request, adding: bool) -> web.StreamResponse:
     state = request.app[STATE]
     fmt = _fmt(request)
@@ -255,7 +273,7 @@ def make_app(state: WebState) -> web.Application:
     app[STATE] = state
     for paths, handler in ((["/"], index), (["/regs", "/registrations"], regs), (["/clear", "/flush"], clear),
                            (["/config", "/cfg"], config), (["/add"], add), (["/remove", "/rem"], remove),
-                           (["/stream"], stream)):
+                           (["/stream"], stream), (["/announced"], announced)):
         for path in paths:
             app.router.add_get(path, handler)
     app.on_shutdown.append(_close_streams)
