@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - depends on what is installed
 
 from ._payload import CONVENTION, encode_data
 from ._topics import Topics, decode_level, encode_level
-from ._url import BrokerURL, parse_url, read_password_file
+from ._url import BrokerURL, join_urls, parse_url, read_password_file
 from .broker import EmbeddedBroker
 from .client import CarrierMQTTClient
 from .server import CarrierMQTTServer
@@ -35,6 +35,7 @@ __all__ = [
     "decode_level",
     "encode_data",
     "encode_level",
+    "join_urls",
     "parse_url",
     "read_password_file",
 ]

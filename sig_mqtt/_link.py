@@ -28,6 +28,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from sig import ArgumentTypeError, CarrierError, InvalidArgumentError
 
+from ._failover import Failover
 from ._subacks import Subacks
 from ._takeover import DropGuard
 
@@ -126,6 +127,7 @@ class MqttLink:
         self.max_inflight = max_inflight
         self.drops = DropGuard(drop_window, drop_limit, drop_backoff, drop_backoff_max)
         self.subacks = Subacks()
+        self.failover = Failover([("127.0.0.1", 1883)], reconnect_min, reconnect_max)
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
         self._on_message = on_message
@@ -149,13 +151,16 @@ class MqttLink:
 
     # -- life ----------------------------------------------------------------
 
-    def start(self, host: str, port: int, auto_reconnect: bool = True) -> bool:
+    def start(self, host: str, port: int, auto_reconnect: bool = True,
+              brokers: list[tuple[str, int]] | None = None) -> bool:
         """Connect; True once the broker accepted us (waits at most ``connect_timeout`` s).
 
         False at once when the broker cannot be reached or refuses us; with
-        ``auto_reconnect`` the link keeps trying in the background.
+        ``auto_reconnect`` the link keeps trying in the background. ``brokers``:
+        members of a cluster to fail over to (``(host, port)`` first; see :mod:`._failover`).
         """
-        self.address = (host, port)
+        self.failover = Failover(brokers or [(host, port)], self.reconnect_min, self.reconnect_max)
+        self.address = self.failover.current
         self._auto_reconnect = auto_reconnect
         self._stopping = False
         self._first.clear()
@@ -394,6 +399,7 @@ class MqttLink:
         self.connected = True
         self.last_error = None
         self.drops.connected(time.monotonic())
+        self.failover.connected()
         try:
             self._on_connect(self.protocol, bool(flags.session_present))
         finally:
@@ -409,7 +415,9 @@ class MqttLink:
             logger.debug("[MQTT] %s", self.last_error)
         if not self._auto_reconnect:
             self._stopping = True
-        self._first.set()
+            self._first.set()
+        elif self._next_broker(client, keep_delay=False):
+            self._first.set()  # every broker failed once: connect() stops waiting
 
     def _paho_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if client is not self._client:
@@ -422,12 +430,17 @@ class MqttLink:
             self._drained.notify_all()
         self.subacks.reset()
         if was_connected:
-            self._judge_drop(client, reason)
+            backing_off = self._judge_drop(client, reason)
+            if self._auto_reconnect and not self._stopping:
+                self._next_broker(client, keep_delay=backing_off)
             self._on_disconnect(str(reason))
         self._first.set()
 
-    def _judge_drop(self, client: paho.Client, reason: Any) -> None:
-        """Log a session takeover as one, and back off after several in a row (see :mod:`._takeover`)."""
+    def _judge_drop(self, client: paho.Client, reason: Any) -> bool:
+        """Log a session takeover as one, and back off after several in a row (see :mod:`._takeover`).
+
+        True when it set a back-off delay.
+        """
         code = getattr(reason, "value", None)
         verdict = self.drops.dropped(time.monotonic(), code if isinstance(code, int) else None, random.random())
         message = verdict.message(self.client_id)
@@ -436,8 +449,24 @@ class MqttLink:
             logger.warning("[MQTT] %s", message)
         if verdict.delay is not None:
             client.reconnect_delay_set(verdict.delay, verdict.delay)  # type: ignore[arg-type]
-        elif verdict.streak == 0:
+            return True
+        if verdict.streak == 0:
             client.reconnect_delay_set(self.reconnect_min, self.reconnect_max)  # type: ignore[arg-type]
+        return False
+
+    # -- failover hook (see :mod:`._failover`) ---------------------------------------------------
+
+    def _next_broker(self, client: paho.Client, keep_delay: bool) -> bool:
+        """Point paho's next reconnect at the next broker; True when every broker failed once in a row."""
+        step = self.failover.failed(random.random())
+        if step.address != self.address:
+            logger.warning("[MQTT] broker %s:%s lost or unreachable: trying %s:%s in %.2f s",
+                           *(self.address or ("?", 0)), *step.address, step.delay)
+        self.address = step.address
+        client._host, client._port = step.address  # paho's setters refuse while the old socket is not closed
+        if not keep_delay:
+            client.reconnect_delay_set(step.delay, step.delay)  # type: ignore[arg-type]
+        return step.round_done
 
     def _paho_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         try:

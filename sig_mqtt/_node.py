@@ -181,8 +181,9 @@ class MqttNode:
 
     # -- life ----------------------------------------------------------------------
 
-    def start(self, host: str, port: int, auto_reconnect: bool = True) -> bool:
-        """Connect to the broker; True once online (see :meth:`MqttLink.start`)."""
+    def start(self, host: str, port: int, auto_reconnect: bool = True,
+              brokers: list[tuple[str, int]] | None = None) -> bool:
+        """Connect to the broker (or the first of ``brokers``); True once online (see :meth:`MqttLink.start`)."""
         self._leaving = False
         if self._requests._shutdown:  # connecting again after stop()
             self._requests = ThreadPoolExecutor(self._request_workers, thread_name_prefix="sig-mqtt-request")
@@ -190,7 +191,7 @@ class MqttNode:
             self._dispatcher = threading.Thread(target=self._dispatch_loop, name="sig-mqtt-dispatch", daemon=True)
             self._dispatcher.start()
         logger.info("[MQTT] node %s connecting to %s:%s (prefix %s)", self.nid, host, port, self.topics.prefix)
-        if not self.link.start(host, port, auto_reconnect):
+        if not self.link.start(host, port, auto_reconnect, brokers):
             return False
         # on_up runs on the dispatcher: wait for it, so that connect() returns a usable node.
         done = threading.Event()

@@ -26,6 +26,7 @@ from typing import Any
 
 from sig import Carrier, ClientId, ServerRouter, Status, log_failed_post, make_reply
 
+from ._failover import broker_list
 from ._hass_node import attach_hass
 from ._node import MqttNode
 from ._url import url_settings
@@ -124,6 +125,7 @@ class CarrierMQTTClient(Carrier):
         self.on_disconnected: Callable[[], Any] | None = None
         self.auto_reconnect = False
         self.address: tuple[str, int] | None = None
+        self.brokers: list[tuple[str, int]] = []  # the members of a cluster, ``address`` first
         self.request_timeout = request_timeout
         self.buffer_size = buffer_size
         self.network = ServerRouter(request_timeout=request_timeout)
@@ -141,25 +143,28 @@ class CarrierMQTTClient(Carrier):
     @classmethod
     def from_url(cls, url: str, **settings: Any) -> CarrierMQTTClient:
         """Build from ``mqtt[s]://[user[:pass]@]host[:port][/prefix]``; :meth:`connect` then needs no address."""
-        settings, address = url_settings(url, settings)
+        settings, brokers = url_settings(url, settings)
         carrier = cls(**settings)
-        carrier.address = address
+        carrier.address, carrier.brokers = brokers[0], brokers
         return carrier
 
     # -- connection ------------------------------------------------------------------
 
-    def connect(self, host: str | None = None, port: int | None = None, auto_reconnect: bool = True) -> bool:
+    def connect(self, host: Any = None, port: int | None = None, auto_reconnect: bool = True) -> bool:
         """Connect to the broker (default: the URL's address, else 127.0.0.1:1883).
+
+        ``host`` may also be a list ``[(host, port), ...]``: the members of a clustered
+        broker; the node moves to the next one when its member dies (with back-off).
 
         Returns:
             True when online; False at once when the broker cannot be reached
             (with ``auto_reconnect`` the carrier keeps trying in the background
             and calls ``on_connected`` when it succeeds).
         """
-        default_host, default_port = self.address or ("127.0.0.1", 1883)
-        self.address = (host or default_host, port or default_port)
+        self.brokers = broker_list(host, port, self.brokers or ([self.address] if self.address else []))
+        self.address = self.brokers[0]
         self.auto_reconnect = auto_reconnect
-        return self.node.start(*self.address, auto_reconnect=auto_reconnect)
+        return self.node.start(*self.address, auto_reconnect=auto_reconnect, brokers=self.brokers)
 
     def disconnect(self) -> None:
         """Leave cleanly: our senders get ``#disconnect`` everywhere; stop reconnecting."""
