@@ -18,6 +18,7 @@ except ImportError:  # pragma: no cover - depends on what is installed
     raise sig.MissingExtraError("sig_mqtt needs paho-mqtt: pip install 'sig[mqtt]'") from None
 
 from ._payload import CONVENTION, encode_data
+from ._subacks import SubscriptionRefusedError
 from ._topics import Topics, decode_level, encode_level
 from ._url import BrokerURL, join_urls, parse_url, read_password_file
 from .broker import EmbeddedBroker
@@ -37,6 +38,7 @@ __all__ = [
     "encode_level",
     "join_urls",
     "parse_url",
+    "SubscriptionRefusedError",
     "read_password_file",
 ]
 

@@ -270,12 +270,12 @@ class MqttLink:
                 with self._sub_lock:  # the SUBACK's callback waits until its mid is known
                     rc, mid = client.subscribe(topic_filter, options=options, properties=props)
                     if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
-                        self.subacks.sent(mid, [topic_filter])
+                        self.subacks.sent(mid, [topic_filter], qos)
         else:
             with self._sub_lock:
                 rc, mid = client.subscribe([(topic_filter, qos) for topic_filter, _ in filters])
                 if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
-                    self.subacks.sent(mid, [topic_filter for topic_filter, _ in filters])
+                    self.subacks.sent(mid, [topic_filter for topic_filter, _ in filters], qos)
 
     def wait_subscribed(self, mark: tuple[int, int], timeout: float) -> bool:
         """Wait until the broker acknowledged every SUBSCRIBE sent before ``mark`` (``subacks.mark()``)."""
@@ -482,6 +482,8 @@ class MqttLink:
         for topic_filter, reason in refused:
             logger.error("[MQTT] the broker refused the subscription to %s: %s (its listeners hear nothing)",
                          topic_filter, reason)
+        for topic_filter, asked, granted in self.subacks.take_downgrades():
+            logger.warning("[MQTT] the broker granted QoS %d instead of %d to %s", granted, asked, topic_filter)
 
     def _paho_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         self._done()

@@ -29,6 +29,7 @@ from sig import Carrier, ClientId, ServerRouter, Status, log_failed_post, make_r
 from ._failover import broker_list
 from ._hass_node import attach_hass
 from ._node import MqttNode
+from ._subacks import SubscriptionRefusedError
 from ._url import url_settings
 
 __all__ = ["CarrierMQTTClient"]
@@ -229,8 +230,27 @@ class CarrierMQTTClient(Carrier):
                 else:
                     future.set_result(make_reply(message.get("id"), Status.OK, response))
                 return future
+        if message.get("method") == "add_listener":
+            future.set_result(self._add_listener(message))
+            return future
         future.set_result(self._end.handleRX(self._link_id, message))
         return future
+
+    def _add_listener(self, message: dict[str, Any]) -> Any:
+        """Register a listener; fail (and take it back) when the broker refused a subscription it needs."""
+        subacks = self.node.link.subacks
+        before = subacks.mark()
+        reply = self._end.handleRX(self._link_id, message)  # the watcher waits for the SUBACKs
+        refused = subacks.refusals(before, subacks.mark())
+        response = reply.get("response") if isinstance(reply, dict) else None
+        if not refused or not isinstance(reply, dict) or reply.get("status") != Status.OK or not isinstance(
+                response, dict):
+            return reply
+        self._end.handleRX(self._link_id, {"method": "remove_listener", "params": response})
+        error = SubscriptionRefusedError(refused)
+        logger.error("[MQTT] listener on (%r, %r) not registered: %s", (message.get("params") or {}).get("sender"),
+                     (message.get("params") or {}).get("event"), error)
+        return make_reply(message.get("id"), Status.METHOD_FAILED, exc=error)
 
     def post(self, clientid: ClientId, message: dict[str, Any]) -> None:
         """Run a ClientRouter notification (a signal) on the private server."""

@@ -22,7 +22,8 @@ from sig_mqtt import CarrierMQTTClient
 pytestmark = pytest.mark.cluster
 
 
-def _node(carriers: list[Any], brokers: Any, prefix: str, **settings: Any) -> tuple[CarrierMQTTClient, sig.ClientRouter]:
+def _node(carriers: list[Any], brokers: Any, prefix: str,
+          **settings: Any) -> tuple[CarrierMQTTClient, sig.ClientRouter]:
     settings.setdefault("reconnect_min", 0.1)
     settings.setdefault("reconnect_max", 1.0)
     carrier = CarrierMQTTClient(prefix=prefix, **settings)

@@ -79,3 +79,22 @@ def test_join_urls_of_repeated_mqtt_options() -> None:
     for other in ("mqtt://h2/other", "mqtts://h2", "mqtt://v@h2"):
         with pytest.raises(InvalidArgumentError, match="differ"):
             join_urls(["mqtt://u@h1/sig", other])
+
+
+def test_sig_bridge_takes_repeated_mqtt_and_a_list_in_bridge_toml() -> None:
+    from bridge.cli import build_parser, settings_from
+    from bridge.config import ConfigError, parse_config
+
+    args = build_parser().parse_args(["--mqtt", "mqtt://u:p@h1:1884/home", "--mqtt", "mqtt://h2:1885"])
+    settings, _ = settings_from(args, None)
+    assert settings.mqtt_url == "mqtt://u:p@h1:1884,h2:1885/home"
+    assert settings.prefix == "home"
+    config = parse_config('[bridge]\nmqtt = ["mqtt://h1:1883/p", "mqtt://h2:1883"]\n')
+    assert config.bridge.mqtt == ("mqtt://h1:1883/p", "mqtt://h2:1883")
+    settings, _ = settings_from(build_parser().parse_args([]), config)
+    assert parse_url(settings.mqtt_url or "").brokers == (("h1", 1883), ("h2", 1883))
+    assert parse_config('[bridge]\nmqtt = "mqtt://h1:1,h2:2/p"\n').bridge.mqtt == "mqtt://h1:1,h2:2/p"
+    with pytest.raises(ConfigError, match="port"):
+        parse_config('[bridge]\nmqtt = ["mqtt://h1:1883", "mqtt://h2:99999"]\n')
+    with pytest.raises(ConfigError):
+        parse_config('[bridge]\nmqtt = [1, 2]\n')

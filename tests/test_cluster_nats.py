@@ -1,0 +1,76 @@
+"""sig on a private 3-node NATS cluster (JetStream + MQTT 3.1.1 gateway), started once for the module.
+
+Member ports, data directories and ``stream_replicas: 3`` as in CLUSTERS.md; each server
+in its own session, killed by PID. The member kill comes last (the module's cluster is
+not needed afterwards). Nodes use MQTT 3.1.1 (NATS refuses MQTT 5; the fallback works
+but costs each connect half a second on this loaded machine).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from clusterutil import NatsCluster
+from netutil import Recorder, wait_until
+
+import sig
+from sig_mqtt import CarrierMQTTClient
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def nats() -> Iterator[NatsCluster]:
+    cluster = NatsCluster()
+    try:
+        started = time.monotonic()
+        cluster.start()
+        print("\nNATS cluster healthy after %.1f s" % (time.monotonic() - started))
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def _node(carriers: list[Any], brokers: Any, prefix: str, **settings: Any) -> tuple[CarrierMQTTClient, Any]:
+    settings.setdefault("protocol", 4)
+    settings.setdefault("reconnect_min", 0.2)
+    settings.setdefault("reconnect_max", 2.0)
+    carrier = CarrierMQTTClient(prefix=prefix, **settings)
+    carriers.append(carrier)
+    router = sig.ClientRouter(carrier, request_timeout=10.0)
+    assert carrier.connect(brokers), carrier.last_error
+    return carrier, router
+
+
+def test_member_killed_under_a_node_it_fails_over_and_events_still_cross(
+        nats: NatsCluster, carriers: list[Any]) -> None:
+    prefix = "n%s/sig" % uuid.uuid4().hex[:6]
+    hosting, sender_router = _node(carriers, [nats.member(0), nats.member(1)], prefix, heartbeat=2.0)
+    thermo = sender_router.addRemoteSender("thermo", ["changed"], requests={"read": lambda params: 21})
+    _, listener = _node(carriers, nats.member(2), prefix)
+    rec = Recorder()
+    listener.addRemoteListener(rec.listener("event"), "thermo", "changed")
+    assert wait_until(lambda: listener.carrier.isSenderConnected("thermo"), 10.0)
+    thermo.getSignal("changed").trigger(1)
+    rec.wait_for(1, 10.0)
+
+    killed = time.monotonic()
+    nats.kill(0)
+    assert wait_until(lambda: hosting.isConnected() and hosting.node.link.address == nats.member(1), 20.0), (
+        hosting.last_error)
+    moved = time.monotonic() - killed
+    value = 2
+    # events sent while (or right after) the node moves still cross: QoS 1, buffered while offline
+    while not any(call[3] == 2 for call in rec.calls) and time.monotonic() - killed < 60.0:
+        thermo.getSignal("changed").trigger(value)
+        rec.settle(0.5)
+    crossed = time.monotonic() - killed
+    assert any(call[3] == 2 for call in rec.calls), rec.calls
+    assert wait_until(lambda: listener.carrier.isSenderConnected("thermo"), 10.0)
+    assert listener.remoteRequest("thermo", "read", None) == 21
+    print("\nNATS: node online on member n1 %.2f s after n0 was killed; first event across %.2f s after the kill"
+          % (moved, crossed))
