@@ -49,6 +49,7 @@ from ._nodecore import NodeCore
 from ._outlet import Outlet
 from ._payload import Birth, NodeState, decode_data, decode_json_object, encode_json, now_ms
 from ._presence import Presence
+from ._resubscribe import Resubscriber
 from ._routerside import RouterSide
 from ._rpc import Rpc
 from ._sync import RoundTrips
@@ -151,6 +152,8 @@ class MqttNode:
         self.router_side = RouterSide(router, self.core, self.outlet, self.link, self._lock, self._foreign, qos,
                                       subscribe_timeout, lambda: self._dispatcher)
         self.router_side.attach()
+        self.link.subacks.on_refused = Resubscriber(self._jobs.put, self._subscribe_again,
+                                                    lambda: self.link.subacks.mark()[0]).refused
 
     @property
     def ready(self) -> bool:
@@ -374,6 +377,13 @@ class MqttNode:
             logger.warning("dropped a %d-byte message on %s: larger than max_payload (%d)", len(payload), topic,
                            self.core.max_payload)
         # "copy": another copy of the same message is dispatched
+
+    def _subscribe_again(self, filters: set[str]) -> list[str]:
+        with self._lock:
+            wanted = [item for item in self.core.resubscribe(self.link.protocol == 5) if item[0] in filters]
+            if wanted and self.link.connected:
+                self.outlet.subscribe(wanted)
+        return [topic_filter for topic_filter, _ in wanted]
 
     def _dispatch_loop(self) -> None:
         while True:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sig import AccessDeniedError
@@ -51,6 +52,7 @@ class Subacks:
         self._downgraded: dict[str, int] = {}  # filter -> granted QoS, noted once
         self._new_downgrades: list[tuple[str, int, int]] = []
         self.refused: list[tuple[str, str]] = []  # (filter, reason) of every refusal, for users and tests
+        self.on_refused: Callable[[list[tuple[str, str]]], None] | None = None  # told of each SUBACK's refusals
 
     def reset(self) -> None:
         """The connection ended (or a new one began): release every waiter."""
@@ -85,7 +87,9 @@ class Subacks:
             self.refused.extend(refused)
             del self.refused[:-100]
             del self._refusals[:-100]
-            return refused
+        if refused and self.on_refused is not None:
+            self.on_refused(refused)
+        return refused
 
     def refusals(self, before: tuple[int, int], after: tuple[int, int]) -> list[tuple[str, str]]:
         """``(filter, reason)`` of the SUBSCRIBEs sent between two marks that the broker refused."""

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -95,7 +96,7 @@ class NatsCluster:
                 _running[proc.pid] = proc
         deadline = time.monotonic() + timeout
         for index in range(self.SIZE):
-            while not self.healthy(index):
+            while not (self.healthy(index) and self.mqtt_accepts(index)):
                 if time.monotonic() > deadline:
                     raise RuntimeError("NATS member n%d not healthy after %.0f s:\n%s"
                                        % (index, timeout, self.log(index)[-2000:]))
@@ -110,6 +111,25 @@ class NatsCluster:
                 return b'"ok"' in answer.read()
         except OSError:
             return False
+
+    def mqtt_accepts(self, index: int) -> bool:
+        """An MQTT 3.1.1 client gets a CONNACK from member ``index`` (its MQTT streams are ready)."""
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        acked = threading.Event()
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="probe%d" % index, protocol=paho.MQTTv311)
+        client.on_connect = lambda *args: acked.set() if not args[3].is_failure else None
+        try:
+            client.connect("127.0.0.1", self.mqtt_ports[index], keepalive=5)
+        except OSError:
+            return False
+        client.loop_start()
+        try:
+            return acked.wait(3.0)
+        finally:
+            client.disconnect()
+            client.loop_stop()
 
     def kill(self, index: int) -> None:
         """SIGKILL member ``index`` (a crash), by its PID."""

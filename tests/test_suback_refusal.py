@@ -24,7 +24,6 @@ import sig
 from sig_mqtt import CarrierMQTTClient, SubscriptionRefusedError
 from sig_mqtt._subacks import Subacks
 
-
 DYNSEC = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 
 
@@ -61,9 +60,8 @@ def test_refused_listener_raises_and_is_not_registered(mosquitto_factory: Any, c
     listening = _node(carriers, broker.port, prefix, protocol)
     sending = _node(carriers, broker.port, prefix, protocol)
     rec = Recorder()
-    with caplog.at_level(logging.WARNING, logger="sig.mqtt"):
-        with pytest.raises(sig.SigError) as info:
-            listening.addRemoteListener(rec.listener("secret"), "secret", "x")
+    with caplog.at_level(logging.WARNING, logger="sig.mqtt"), pytest.raises(sig.SigError) as info:
+        listening.addRemoteListener(rec.listener("secret"), "secret", "x")
     assert isinstance(info.value, sig.AccessDeniedError)
     text = str(info.value)
     assert "refused the subscription to %s/event/secret/x" % prefix in text
@@ -98,3 +96,14 @@ def test_subacks_refusals_between_marks_and_downgrades_once() -> None:
     subacks.reset()
     assert subacks.refusals(before, subacks.mark()) == []  # a new connection: the old refusals are gone
     assert SubscriptionRefusedError([("a/#", "135")]).refused == [("a/#", "135")]
+
+
+def test_retry_plan_doubles_per_filter_and_starts_over_on_a_new_connection() -> None:
+    from sig_mqtt._resubscribe import RetryPlan
+
+    plan = RetryPlan(first=1.0, most=5.0)
+    assert [plan.refused(7, ["a"]) for _ in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert plan.refused(7, ["b"]) == 1.0
+    assert plan.current(7) and not plan.current(6)
+    assert plan.refused(8, ["a"]) == 1.0  # a new connection
+    assert not plan.current(7)
