@@ -87,6 +87,8 @@ class MqttNode:
             (1 MiB by default, as the TCP frame limit).
         subscribe_timeout: seconds a listener registration waits for the broker's
             SUBACK (clustered brokers take up to ~1 s).
+        portable_ids: identifiers also escape ``.``, space, ``*`` and ``>`` in topics,
+            for NATS and RabbitMQ (see :mod:`._topics`; every node must agree).
         on_up, on_down: called (on the dispatcher thread) when the node is
             online and has re-published its state, and when it lost the broker.
         link_settings: keyword arguments of :class:`~sig_mqtt._link.MqttLink`.
@@ -108,6 +110,7 @@ class MqttNode:
         retain: Any = False,
         max_payload: int = 1 << 20,
         subscribe_timeout: float = 5.0,
+        portable_ids: bool = False,
         on_up: Callable[[], None] | None = None,
         on_down: Callable[[], None] | None = None,
         **link_settings: Any,
@@ -116,7 +119,7 @@ class MqttNode:
             raise InvalidArgumentError("qos must be 0, 1 or 2, not %r" % (qos,))
         self.router = router
         self.nid = nid
-        self.topics = Topics(prefix)
+        self.topics = Topics(prefix, portable_ids)
         self.qos = qos
         self.heartbeat = heartbeat
         self.max_outstanding = max_outstanding

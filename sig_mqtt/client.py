@@ -99,7 +99,8 @@ class CarrierMQTTClient(Carrier):
             discovery prefix, or :class:`sig_mqtt.hass.HassSettings` with hints.
         settings: more node / link settings (``connect_timeout``,
             ``reconnect_min``, ``reconnect_max``, ``max_outstanding``, ``retain`` = the
-            events the broker keeps as last values for late listeners, ...).
+            events the broker keeps as last values for late listeners, ``portable_ids`` =
+            also escape ``.``, space, ``*`` and ``>`` in topics for NATS and RabbitMQ, ...).
     """
 
     def __init__(

@@ -46,6 +46,23 @@ def _node(carriers: list[Any], brokers: Any, prefix: str, **settings: Any) -> tu
     return carrier, router
 
 
+def test_portable_ids_carry_a_sender_named_with_a_dot_and_a_space_across_members(
+        nats: NatsCluster, carriers: list[Any]) -> None:
+    prefix = "p%s/sig" % uuid.uuid4().hex[:6]
+    hosting, sender_router = _node(carriers, nats.member(0), prefix, portable_ids=True)
+    odd = sender_router.addRemoteSender("a.b c", ["t.x *>"], requests={"get.it now": lambda params: [params, "ok"]})
+    listening, listener = _node(carriers, nats.member(2), prefix, portable_ids=True)
+    rec = Recorder()
+    listener.addRemoteListener(rec.listener(), "a.b c", "t.x *>")
+    assert wait_until(lambda: listening.isSenderConnected("a.b c"), 10.0)
+    for value in range(3):
+        odd.getSignal("t.x *>").trigger(value)
+    assert sorted(call[3] for call in rec.wait_for(3, 10.0)) == [0, 1, 2]
+    assert listener.remoteRequest("a.b c", "get.it now", "p.q") == ["p.q", "ok"]
+    assert hosting.isConnected() and listening.isConnected()
+    assert hosting.node.link.drops.streak == 0  # NATS never dropped the publisher
+
+
 def test_member_killed_under_a_node_it_fails_over_and_events_still_cross(
         nats: NatsCluster, carriers: list[Any]) -> None:
     prefix = "n%s/sig" % uuid.uuid4().hex[:6]
