@@ -23,8 +23,8 @@ def test_portable_levels_round_trip_and_hold_no_separator_or_wildcard(ident: Any
     token = encode_level(ident, portable=True)
     assert not set(token) & set(". *>/+#")
     again = decode_level(token)
-    assert again == ident and (type(again) is type(ident) or isinstance(ident, float) and math.isfinite(ident)
-                               and ident.is_integer())
+    assert again == ident and (type(again) is type(ident) or (isinstance(ident, float) and math.isfinite(ident)
+                               and ident.is_integer()))
 
 
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters=". *>")))
