@@ -49,7 +49,8 @@ from ._nodecore import NodeCore
 from ._outlet import Outlet
 from ._payload import Birth, NodeState, decode_data, decode_json_object, encode_json, now_ms
 from ._presence import Presence
-from ._resubscribe import Resubscriber
+from ._rebirth import rebirths_for
+from ._resubscribe import resubscriber_for
 from ._routerside import RouterSide
 from ._rpc import Rpc
 from ._sync import RoundTrips
@@ -143,6 +144,7 @@ class MqttNode:
         self._round_trips = RoundTrips(lambda token: self.outlet.publish(self.reply_topic, encode_json({"sync": token}),
                                                                           1, False))
         self.rpc = Rpc(self.reply_topic, self._send, lambda: self.link.protocol)
+        self.rebirths = rebirths_for(self, link_settings.pop("rebirth_jitter", 1.0))
         self.link = MqttLink(
             nid,
             on_connect=self._link_up,
@@ -155,8 +157,7 @@ class MqttNode:
         self.router_side = RouterSide(router, self.core, self.outlet, self.link, self._lock, self._foreign, qos,
                                       subscribe_timeout, lambda: self._dispatcher)
         self.router_side.attach()
-        self.link.subacks.on_refused = Resubscriber(self._jobs.put, self._subscribe_again,
-                                                    lambda: self.link.subacks.mark()[0]).refused
+        self.link.subacks.on_refused = resubscriber_for(self).refused
 
     @property
     def ready(self) -> bool:
@@ -270,6 +271,7 @@ class MqttNode:
             if change is None:
                 return
             self.outlet.apply(change)
+            self.rebirths.request()  # births may not come retained (see ._rebirth)
         self.round_trip(timeout)
 
     def round_trip(self, timeout: float = 2.0) -> bool:
@@ -327,6 +329,8 @@ class MqttNode:
         with self._lock:
             self.outlet.subscribe(self.core.resubscribe(protocol == 5))
             self._publish_state(True)
+            if self.core.follows_presence():
+                self.rebirths.request()
             for sender in list(self.core.local):
                 self.router_side.publish_birth(sender)
             self._round_trips.mark_connect()
@@ -381,13 +385,6 @@ class MqttNode:
                            self.core.max_payload)
         # "copy": another copy of the same message is dispatched
 
-    def _subscribe_again(self, filters: set[str]) -> list[str]:
-        with self._lock:
-            wanted = [item for item in self.core.resubscribe(self.link.protocol == 5) if item[0] in filters]
-            if wanted and self.link.connected:
-                self.outlet.subscribe(wanted)
-        return [topic_filter for topic_filter, _ in wanted]
-
     def _dispatch_loop(self) -> None:
         while True:
             timeout = self.core.wait(time.monotonic(), self.ready)
@@ -420,10 +417,7 @@ class MqttNode:
         elif kind == "node":
             self._node_state(str(parsed.nid), payload, retained)
         elif kind == "rebirth":
-            logger.info("[MQTT] rebirth asked: publishing state and %d birth(s)", len(self.core.local))
-            self._publish_state(True)
-            for sender in list(self.core.local):
-                self.router_side.publish_birth(sender)
+            self.rebirths.asked()  # answered after a random delay (see ._rebirth)
 
     def _event(self, sender: Any, event: Any, payload: bytes, retained: bool) -> None:
         if self.core.is_echo(sender, event):

@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["Resubscriber", "RetryPlan"]
+__all__ = ["Resubscriber", "RetryPlan", "resubscriber_for"]
 
 logger = logging.getLogger("sig.mqtt.resubscribe")
 
@@ -85,3 +86,16 @@ class Resubscriber:
         done = self.again(filters)
         if done:
             logger.info("[MQTT] subscribed again to %s (refused by the broker)", ", ".join(done))
+
+
+def resubscriber_for(node: Any) -> Resubscriber:
+    """The :class:`Resubscriber` of an :class:`~sig_mqtt._node.MqttNode` (on its dispatcher, under its lock)."""
+
+    def again(filters: set[str]) -> list[str]:
+        with node._lock:
+            wanted = [item for item in node.core.resubscribe(node.link.protocol == 5) if item[0] in filters]
+            if wanted and node.link.connected:
+                node.outlet.subscribe(wanted)
+        return [topic_filter for topic_filter, _ in wanted]
+
+    return Resubscriber(node._jobs.put, again, lambda: int(node.link.subacks.mark()[0]))
