@@ -330,7 +330,7 @@ class MqttNode:
             self.outlet.subscribe(self.core.resubscribe(protocol == 5))
             self._publish_state(True)
             if self.core.follows_presence():
-                self.rebirths.request()
+                self.rebirths.request(connected=True)
             for sender in list(self.core.local):
                 self.router_side.publish_birth(sender)
             self._round_trips.mark_connect()

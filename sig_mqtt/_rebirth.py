@@ -7,7 +7,10 @@ would never learn of senders already online. So it also asks: it publishes an em
 subscribed to the presence filters, and every node answers by publishing its node
 state and births again, after a random delay (jitter), so that a crowd of nodes does
 not answer in the same millisecond; requests that arrive while an answer is pending
-share that answer.
+share that answer. The request stays empty (as DESIGN says), so a node tells its own
+request coming back from none other: for each request it sent, it lets one incoming
+request pass unanswered. That is right whichever it was: every answer goes to all,
+so the requests that pass are served by the answer to the other.
 
 :class:`RebirthPlan` is the decision (no clock, no randomness of its own);
 :class:`Rebirths` the thin shell (a timer that hands the answer to the node's dispatcher).
@@ -58,29 +61,41 @@ class Rebirths:
     """Sends rebirth requests and answers them with jitter.
 
     Args:
-        ask: publishes the request (an empty ``P/cmd/rebirth``).
+        ask: publishes the request (an empty ``P/cmd/rebirth``); False when offline.
         answer: publishes our node state and births again (run on the dispatcher).
         submit: puts a job on the node's dispatcher.
         jitter: see :class:`RebirthPlan`.
     """
 
-    def __init__(self, ask: Callable[[], None], answer: Callable[[], None],
+    def __init__(self, ask: Callable[[], bool], answer: Callable[[], None],
                  submit: Callable[[Callable[[], None]], None], jitter: float = 1.0) -> None:
         self.ask = ask
         self.answer = answer
         self.submit = submit
         self.plan = RebirthPlan(jitter)
         self.requests = 0
+        self._own = 0  # our requests not yet come back
         self._lock = threading.Lock()
 
-    def request(self) -> None:
-        """Ask every node for its births (after subscribing to the presence filters)."""
-        self.requests += 1
-        self.ask()
+    def request(self, connected: bool = False) -> None:
+        """Ask every node for its births (after subscribing to the presence filters).
+
+        ``connected``: the connection is new (requests sent on the old one never come back).
+        """
+        with self._lock:
+            if connected:
+                self._own = 0
+            if not self.ask():
+                return  # offline: the next connect asks
+            self.requests += 1
+            self._own += 1
 
     def asked(self) -> None:
         """A rebirth request arrived (dispatcher thread)."""
         with self._lock:
+            if self._own > 0:
+                self._own -= 1  # ours (or one our request's answers serve)
+                return
             delay = self.plan.asked(time.monotonic(), random.random())
         if delay is None:
             return
@@ -97,9 +112,11 @@ class Rebirths:
 def rebirths_for(node: Any, jitter: float = 1.0) -> Rebirths:
     """The :class:`Rebirths` of an :class:`~sig_mqtt._node.MqttNode`."""
 
-    def ask() -> None:
-        if node.link.connected:
-            node.outlet.publish(node.topics.rebirth, b"", 1, False)
+    def ask() -> bool:
+        if not node.link.connected:
+            return False
+        node.outlet.publish(node.topics.rebirth, b"", 1, False)
+        return True
 
     def answer() -> None:
         if not node.ready:

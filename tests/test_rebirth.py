@@ -65,3 +65,28 @@ def test_rebirth_plan_jitters_and_one_answer_serves_the_requests_that_wait_for_i
     assert plan.asked(10.5, 0.0) == 0.0
     assert plan.asked(10.6, 2.0) == 1.0  # rand clamped: at most the jitter
     assert RebirthPlan(jitter=-1).asked(0.0, 0.5) == 0.0
+
+
+def test_a_node_lets_its_own_request_pass_unanswered() -> None:
+    from sig_mqtt._rebirth import Rebirths
+
+    sent: list[str] = []
+    jobs: list[Any] = []
+    online = [True]
+    rebirths = Rebirths(lambda: online[0] and not sent.append("ask"), lambda: sent.append("answer"), jobs.append,
+                        jitter=0.0)
+    rebirths.request()
+    rebirths.asked()  # ours, back from the broker
+    assert rebirths.plan.pending_until is None and sent == ["ask"]
+    rebirths.asked()  # another node's
+    assert wait_until(lambda: bool(jobs), 2.0)
+    jobs.pop()()
+    assert sent == ["ask", "answer"] and rebirths.plan.answers == 1
+    online[0] = False
+    rebirths.request()  # offline: nothing sent, nothing to skip
+    online[0] = True
+    rebirths.request(connected=True)
+    assert rebirths.requests == 2
+    rebirths.asked()
+    rebirths.asked()
+    assert wait_until(lambda: bool(jobs), 2.0)
