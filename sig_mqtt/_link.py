@@ -221,7 +221,7 @@ class MqttLink:
         with self._lock:
             self._outstanding += 1
         try:
-            info = client.publish(topic, payload, qos, retain, properties)
+            info = client.publish(topic, payload, min(qos, self.subacks.max_qos), retain, properties)
         except Exception:
             self._done()
             raise
@@ -263,6 +263,7 @@ class MqttLink:
         client = self._client
         if client is None or not filters:
             return
+        qos = min(qos, self.subacks.max_qos)
         if self.protocol == 5:
             for topic_filter, sid in filters:
                 props = None if sid is None else properties(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=sid)

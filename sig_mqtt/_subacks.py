@@ -10,11 +10,14 @@ ACL that denies the filter, or a QoS the broker does not grant) are returned to
 the link, which logs them with the filter they refuse; :meth:`Subacks.refusals`
 tells a registration which of the SUBSCRIBEs it waited for were refused (it then
 fails with :class:`SubscriptionRefusedError`). A QoS granted below the one asked
-for is noted once per filter (:meth:`Subacks.take_downgrades`).
+for is noted once per filter (:meth:`Subacks.take_downgrades`), and lowers
+:attr:`Subacks.max_qos`: the link then subscribes and publishes at most at that QoS
+(NATS grants QoS 1 for QoS 2 and drops a client that publishes at QoS 2).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +26,8 @@ from typing import Any
 from sig import AccessDeniedError
 
 __all__ = ["SubscriptionRefusedError", "Subacks"]
+
+logger = logging.getLogger("sig.mqtt.link")
 
 
 class SubscriptionRefusedError(AccessDeniedError):
@@ -52,6 +57,7 @@ class Subacks:
         self._downgraded: dict[str, int] = {}  # filter -> granted QoS, noted once
         self._new_downgrades: list[tuple[str, int, int]] = []
         self.refused: list[tuple[str, str]] = []  # (filter, reason) of every refusal, for users and tests
+        self.max_qos = 2  # the highest QoS to use: the lowest the broker granted below what we asked
         self.on_refused: Callable[[list[tuple[str, str]]], None] | None = None  # told of each SUBACK's refusals
 
     def reset(self) -> None:
@@ -84,6 +90,10 @@ class Subacks:
                 elif isinstance(value, int) and value < qos and topic_filter not in self._downgraded:
                     self._downgraded[topic_filter] = value
                     self._new_downgrades.append((topic_filter, qos, value))
+                    if value < self.max_qos:
+                        self.max_qos = value
+                        logger.warning("[MQTT] the broker grants QoS %d at most: publishing and subscribing at "
+                                       "QoS %d from now on", value, value)
             self.refused.extend(refused)
             del self.refused[:-100]
             del self._refusals[:-100]

@@ -8,6 +8,7 @@ but costs each connect half a second on this loaded machine).
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -61,6 +62,29 @@ def test_portable_ids_carry_a_sender_named_with_a_dot_and_a_space_across_members
     assert listener.remoteRequest("a.b c", "get.it now", "p.q") == ["p.q", "ok"]
     assert hosting.isConnected() and listening.isConnected()
     assert hosting.node.link.drops.streak == 0  # NATS never dropped the publisher
+
+
+def test_qos2_on_nats_is_granted_as_qos1_logged_once_per_filter(nats: NatsCluster, carriers: list[Any],
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    prefix = "q%s/sig" % uuid.uuid4().hex[:6]
+    with caplog.at_level(logging.WARNING, logger="sig.mqtt"):
+        hosting, sender_router = _node(carriers, nats.member(0), prefix, qos=2)
+        thermo = sender_router.addRemoteSender("thermo", ["changed"])
+        listening, listener = _node(carriers, nats.member(1), prefix, qos=2)
+        rec = Recorder()
+        listener.addRemoteListener(rec.listener(), "thermo", "changed")
+        assert wait_until(lambda: listening.isSenderConnected("thermo"), 10.0)
+        thermo.getSignal("changed").trigger(1)
+        assert rec.wait_for(1, 10.0)[0][1:] == ("thermo", "changed", 1)
+        thermo.getSignal("changed").trigger(2)  # at QoS 1: a QoS 2 PUBLISH would make NATS drop the node
+        assert rec.wait_for(2, 10.0)[1][1:] == ("thermo", "changed", 2)
+    messages = [record.getMessage() for record in caplog.records]
+    downgraded = [message for message in messages if "granted QoS 1 instead of 2" in message]
+    assert sum(message.endswith("/event/thermo/changed") for message in downgraded) == 1, downgraded  # once
+    assert sum("grants QoS 1 at most" in message for message in messages) == 2  # once per node
+    assert hosting.node.link.subacks.max_qos == listening.node.link.subacks.max_qos == 1
+    assert hosting.isConnected() and listening.isConnected()
+    assert not any("lost the broker" in message for message in messages)
 
 
 def test_member_killed_under_a_node_it_fails_over_and_events_still_cross(

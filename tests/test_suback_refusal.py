@@ -107,3 +107,15 @@ def test_retry_plan_doubles_per_filter_and_starts_over_on_a_new_connection() -> 
     assert plan.current(7) and not plan.current(6)
     assert plan.refused(8, ["a"]) == 1.0  # a new connection
     assert not plan.current(7)
+
+
+def test_a_qos_granted_below_the_one_asked_caps_the_qos_of_the_link() -> None:
+    subacks = Subacks()
+    subacks.sent(1, ["a/#", "b/#"], 2)
+    subacks.acked(1, [2, 1])
+    assert subacks.max_qos == 1
+    subacks.sent(2, ["c/#"], 1)
+    subacks.acked(2, [1])
+    assert subacks.max_qos == 1
+    subacks.reset()
+    assert subacks.max_qos == 1  # what the broker grants does not change with a new connection
