@@ -90,3 +90,27 @@ def test_url_with_two_hosts_fails_over(mosquitto_factory: Any, carriers: list[An
     assert carrier.node.link.address == ("127.0.0.1", first.port)
     first.kill()
     assert wait_until(lambda: carrier.isConnected() and carrier.node.link.address == ("127.0.0.1", second.port), 10.0)
+
+
+def test_sig_bridge_with_repeated_mqtt_fails_over(mosquitto_factory: Any, bridges: Any, carriers: list[Any]) -> None:
+    first, second = mosquitto_factory(), mosquitto_factory()
+    prefix = "g%s/sig" % uuid.uuid4().hex[:6]
+    bridge = bridges("--mqtt", "mqtt://127.0.0.1:%d/%s" % (first.port, prefix), "--mqtt",
+                     "mqtt://127.0.0.1:%d" % second.port, "--node-id", "gw1")
+    client = bridge.client()
+    try:
+        door = client.addRemoteSender("door", ["open"])
+        _, listener = _node(carriers, (second.host, second.port), prefix)
+        rec = Recorder()
+        listener.addRemoteListener(rec.listener(), "door", "open")
+        assert not listener.carrier.isSenderConnected("door")
+        killed = time.monotonic()
+        first.kill()
+        assert wait_until(lambda: listener.carrier.isSenderConnected("door"), 15.0), bridge.text()[-2000:]
+        moved = time.monotonic() - killed
+        door.getSignal("open").trigger(True)
+        assert rec.wait_for(1, 10.0) == [("", "door", "open", True)]
+        assert "127.0.0.1:%d" % second.port in bridge.text()
+        print("\nsig-bridge: its sender seen on the second Mosquitto %.2f s after the first was killed" % moved)
+    finally:
+        client.carrier.disconnect()
