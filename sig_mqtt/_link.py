@@ -394,6 +394,8 @@ class MqttLink:
             if not self._auto_reconnect:
                 self._stopping = True
                 client.disconnect()
+            else:
+                self._next_broker(client, keep_delay=False)  # a member that refuses us: try the next
             self._first.set()
             return
         self.subacks.reset()

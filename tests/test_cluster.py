@@ -114,3 +114,13 @@ def test_sig_bridge_with_repeated_mqtt_fails_over(mosquitto_factory: Any, bridge
         print("\nsig-bridge: its sender seen on the second Mosquitto %.2f s after the first was killed" % moved)
     finally:
         client.carrier.disconnect()
+
+
+def test_a_member_that_refuses_the_connection_is_passed_over(mosquitto_factory: Any, carriers: list[Any]) -> None:
+    refusing = mosquitto_factory(password_file={"someone": "secret"})  # anonymous clients are refused
+    open_broker = mosquitto_factory()
+    carrier = CarrierMQTTClient(prefix="c%s/sig" % uuid.uuid4().hex[:6], reconnect_min=0.1)
+    carriers.append(carrier)
+    carrier.connect([(refusing.host, refusing.port), (open_broker.host, open_broker.port)])
+    assert wait_until(lambda: carrier.isConnected(), 10.0)
+    assert carrier.node.link.address == (open_broker.host, open_broker.port)
