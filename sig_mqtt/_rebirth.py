@@ -75,6 +75,7 @@ class Rebirths:
         self.plan = RebirthPlan(jitter)
         self.requests = 0
         self._own = 0  # our requests not yet come back
+        self._random = random.Random()  # not the global generator, which tests may seed and watch
         self._lock = threading.Lock()
 
     def request(self, connected: bool = False) -> None:
@@ -96,7 +97,7 @@ class Rebirths:
             if self._own > 0:
                 self._own -= 1  # ours (or one our request's answers serve)
                 return
-            delay = self.plan.asked(time.monotonic(), random.random())
+            delay = self.plan.asked(time.monotonic(), self._random.random())
         if delay is None:
             return
         timer = threading.Timer(delay, self.submit, args=(self._answer,))
