@@ -24,7 +24,9 @@ logger = logging.getLogger("sig.bridge.cli")
 def build_parser() -> ArgumentParser:
     """The ``sig-bridge`` argument parser."""
     parser = ArgumentParser(prog="sig-bridge", description="Join pysig TCP clients, MQTT nodes and plain MQTT devices.")
-    parser.add_argument("--mqtt", metavar="URL", help="an existing broker: mqtt[s]://[user[:pass]@]host[:port][/prefix]")
+    parser.add_argument("--mqtt", metavar="URL", action="append",
+                        help="an existing broker: mqtt[s]://[user[:pass]@]host[:port][/prefix]; repeat it (or "
+                             "write host:port,host:port) for the members of a cluster, to fail over among them")
     parser.add_argument("--embedded", action="store_true", help="always start the embedded broker")
     parser.add_argument("--broker-listen", metavar="HOST:PORT",
                         help="where to find or start the local broker (default 127.0.0.1:1883)")
@@ -80,12 +82,13 @@ def settings_from(args: Any, config: BridgeConfig | None) -> tuple[BridgeSetting
             password = read_password_file(password_file)
         except OSError as exc:
             raise UsageError("cannot read the password file %s: %s" % (password_file, exc.strerror)) from None
+    mqtt_url = _mqtt_url(pick(args.mqtt, "mqtt", None))
     settings = BridgeSettings(
         listen=listen,
-        mqtt_url=pick(args.mqtt, "mqtt", None),
+        mqtt_url=mqtt_url,
         broker_listen=broker_listen,
         embedded=bool(args.embedded or (section is not None and getattr(section, "embedded", False))),
-        prefix=_prefix(args.prefix, pick(args.mqtt, "mqtt", None), section),
+        prefix=_prefix(args.prefix, mqtt_url, section),
         node_id=pick(args.node_id, "node_id", None),
         password=password or os.environ.get("SIG_MQTT_PASSWORD"),
         heartbeat=float(pick(None, "heartbeat", 30.0)),
@@ -94,6 +97,21 @@ def settings_from(args: Any, config: BridgeConfig | None) -> tuple[BridgeSetting
         ha_discovery=_ha_discovery(args, config),
     )
     return settings, pick(args.log_level, "log_level", "info")
+
+
+def _mqtt_url(value: Any) -> str | None:
+    """One URL from ``--mqtt`` (repeated) or ``[bridge] mqtt`` (a string or a list): several are one cluster."""
+    if value is None or isinstance(value, str):
+        return value
+    urls = list(value)
+    if len(urls) == 1:
+        return str(urls[0])
+    from sig_mqtt import join_urls
+
+    try:
+        return join_urls(urls)
+    except ValueError as exc:
+        raise UsageError("--mqtt: %s" % exc) from None
 
 
 def _ha_discovery(args: Any, config: BridgeConfig | None) -> Any:

@@ -200,7 +200,17 @@ def check_url(url: str) -> str | None:
     match = re.match(r"^(mqtts?)://(?:([^@/]*)@)?([^/@]*)(/.*)?$", url)
     if not match:
         return "not an MQTT URL (mqtt[s]://[user[:pass]@]host[:port][/prefix])"
-    hostport = match.group(3)
+    for hostport in match.group(3).split(","):  # several: the members of a clustered broker
+        why = _check_hostport(hostport)
+        if why:
+            return why
+    path = (match.group(4) or "").strip("/")
+    if path:
+        return check_prefix(path)
+    return None
+
+
+def _check_hostport(hostport: str) -> str | None:
     if not hostport:
         return "no host"
     if hostport.startswith("["):
@@ -216,9 +226,6 @@ def check_url(url: str) -> str | None:
             return "bad host"
         if _bad_port(port):
             return "the port must be a number from 1 to 65535"
-    path = (match.group(4) or "").strip("/")
-    if path:
-        return check_prefix(path)
     return None
 
 

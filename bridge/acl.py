@@ -53,7 +53,8 @@ def sender_level(pattern: str) -> str | None:
 
 def _bridge_user(config: BridgeConfig) -> str:
     if config.bridge.mqtt:
-        username = urlsplit(config.bridge.mqtt).username
+        url = config.bridge.mqtt if isinstance(config.bridge.mqtt, str) else config.bridge.mqtt[0]
+        username = urlsplit(url).username
         if username:
             return unquote(username)
     return config.bridge.node_id or "sig-bridge"

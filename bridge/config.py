@@ -83,7 +83,7 @@ class BridgeSection:
     """The ``[bridge]`` table; a key that is absent is ``None`` (the command's default applies)."""
 
     listen: str | None = None
-    mqtt: str | None = None
+    mqtt: str | tuple[str, ...] | None = None  # several URLs: the members of a clustered broker
     broker_listen: str | None = None
     embedded: bool = False
     prefix: str = "sig"
@@ -244,11 +244,15 @@ class _Reader:
                 why = check_address(value)
                 if why:
                     raise table.fail(key, "%s: %r (expected HOST:PORT or [IPv6]:PORT)" % (why, value))
-        mqtt = table.text("mqtt")
-        if mqtt is not None:
-            why = check_url(mqtt)
+        mqtt = table.data.get("mqtt")
+        if isinstance(mqtt, list) and mqtt and all(isinstance(item, str) for item in mqtt):
+            mqtt = tuple(mqtt)  # the members of a clustered broker
+        elif mqtt is not None:
+            mqtt = table.text("mqtt")
+        for url in (mqtt,) if isinstance(mqtt, str) else mqtt or ():
+            why = check_url(url)
             if why:
-                raise table.fail(key="mqtt", message="%s: %r" % (why, mqtt))
+                raise table.fail(key="mqtt", message="%s: %r" % (why, url))
         prefix = table.text("prefix", "sig")
         why = check_prefix(prefix)
         if why:

@@ -78,6 +78,7 @@ class Bridge:
         self.mqtt: CarrierMQTTServer | None = None
         self.broker: EmbeddedBroker | None = None
         self.broker_address: tuple[str, int] | None = None
+        self.brokers: list[tuple[str, int]] = []  # from an --mqtt URL with several hosts
         self._outbound: list[Any] = []
 
     # -- life -------------------------------------------------------------------------
@@ -107,7 +108,8 @@ class Bridge:
         host, port = self.broker_address
         logger.info("[BRIDGE] pysig TCP on %s:%s, MQTT node %s on %s:%s (prefix %s)", self.tcp.host, self.tcp.port,
                     mqtt.client_id, host, port, settings.prefix)
-        if not mqtt.start(host, port, auto_reconnect=True):
+        cluster = len(self.brokers) > 1
+        if not mqtt.start(self.brokers if cluster else host, None if cluster else port, auto_reconnect=True):
             logger.warning("[BRIDGE] broker %s:%s not reachable yet (%s): retrying in the background", host, port,
                            mqtt.last_error or "no answer")
 
@@ -138,6 +140,7 @@ class Bridge:
                 raise BridgeError("bad --mqtt URL: %s" % exc) from None
             assert carrier.address is not None
             self.broker_address = carrier.address
+            self.brokers = list(carrier.brokers)  # several: the members of a clustered broker
             logger.info("[BRIDGE] using the broker at %s:%s", *carrier.address)
             return carrier
         host, port = settings.broker_listen

@@ -19,8 +19,9 @@ except ImportError:  # pragma: no cover - depends on what is installed
 
 from ._hass_seen import AnnouncedSenders
 from ._payload import CONVENTION, encode_data
+from ._subacks import SubscriptionRefusedError
 from ._topics import Topics, decode_level, encode_level
-from ._url import BrokerURL, parse_url, read_password_file
+from ._url import BrokerURL, join_urls, parse_url, read_password_file
 from .broker import EmbeddedBroker
 from .client import CarrierMQTTClient
 from .server import CarrierMQTTServer
@@ -37,7 +38,9 @@ __all__ = [
     "decode_level",
     "encode_data",
     "encode_level",
+    "join_urls",
     "parse_url",
+    "SubscriptionRefusedError",
     "read_password_file",
 ]
 

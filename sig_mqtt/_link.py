@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import random
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -26,9 +25,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from sig import ArgumentTypeError, CarrierError, InvalidArgumentError
+from sig import CarrierError, InvalidArgumentError
 
 from ._batch import Batch, BatchingClient
+from ._failover import Failover
+from ._packets import Will, make_tls_context, properties
 from ._subacks import Subacks
 from ._takeover import DropGuard
 
@@ -37,35 +38,6 @@ __all__ = ["MqttLink", "Will", "make_tls_context", "properties"]
 logger = logging.getLogger("sig.mqtt.link")
 
 _UNSUPPORTED_PROTOCOL = (1, 132)  # 3.1.1 "unacceptable protocol version", MQTT 5 0x84
-
-
-class Will:
-    """The Last Will: topic, payload, retained, QoS 1."""
-
-    def __init__(self, topic: str, payload: bytes) -> None:
-        self.topic = topic
-        self.payload = payload
-
-
-def properties(packet_type: int, **values: Any) -> Properties:
-    """MQTT 5 properties of one packet type, e.g. ``properties(PacketTypes.PUBLISH, ResponseTopic=...)``."""
-    props = Properties(packet_type)  # type: ignore[no-untyped-call]
-    for name, value in values.items():
-        setattr(props, name, value)
-    return props
-
-
-def make_tls_context(tls: Any) -> ssl.SSLContext | None:
-    """``tls``: ``None``/False (no TLS), True (system CAs), a CA file path, or an :class:`ssl.SSLContext`."""
-    if tls is None or tls is False:
-        return None
-    if isinstance(tls, ssl.SSLContext):
-        return tls
-    if tls is True:
-        return ssl.create_default_context()
-    if isinstance(tls, str):
-        return ssl.create_default_context(cafile=tls)
-    raise ArgumentTypeError("tls must be None, True, a CA file path or an ssl.SSLContext, not %s" % type(tls).__name__)
 
 
 class MqttLink:
@@ -131,6 +103,7 @@ class MqttLink:
         self.batch = batch
         self.drops = DropGuard(drop_window, drop_limit, drop_backoff, drop_backoff_max)
         self.subacks = Subacks()
+        self.failover = Failover([("127.0.0.1", 1883)], reconnect_min, reconnect_max)
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
         self._on_message = on_message
@@ -154,13 +127,16 @@ class MqttLink:
 
     # -- life ----------------------------------------------------------------
 
-    def start(self, host: str, port: int, auto_reconnect: bool = True) -> bool:
+    def start(self, host: str, port: int, auto_reconnect: bool = True,
+              brokers: list[tuple[str, int]] | None = None) -> bool:
         """Connect; True once the broker accepted us (waits at most ``connect_timeout`` s).
 
         False at once when the broker cannot be reached or refuses us; with
-        ``auto_reconnect`` the link keeps trying in the background.
+        ``auto_reconnect`` the link keeps trying in the background. ``brokers``:
+        members of a cluster to fail over to (``(host, port)`` first; see :mod:`._failover`).
         """
-        self.address = (host, port)
+        self.failover = Failover(brokers or [(host, port)], self.reconnect_min, self.reconnect_max)
+        self.address = self.failover.current
         self._auto_reconnect = auto_reconnect
         self._stopping = False
         self._first.clear()
@@ -221,7 +197,7 @@ class MqttLink:
         with self._lock:
             self._outstanding += 1
         try:
-            info = client.publish(topic, payload, qos, retain, properties)
+            info = client.publish(topic, payload, min(qos, self.subacks.max_qos), retain, properties)
         except Exception:
             self._done()
             raise
@@ -263,6 +239,7 @@ class MqttLink:
         client = self._client
         if client is None or not filters:
             return
+        qos = min(qos, self.subacks.max_qos)
         if self.protocol == 5:
             for topic_filter, sid in filters:
                 props = None if sid is None else properties(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=sid)
@@ -270,12 +247,12 @@ class MqttLink:
                 with self._sub_lock:  # the SUBACK's callback waits until its mid is known
                     rc, mid = client.subscribe(topic_filter, options=options, properties=props)
                     if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
-                        self.subacks.sent(mid, [topic_filter])
+                        self.subacks.sent(mid, [topic_filter], qos)
         else:
             with self._sub_lock:
                 rc, mid = client.subscribe([(topic_filter, qos) for topic_filter, _ in filters])
                 if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
-                    self.subacks.sent(mid, [topic_filter for topic_filter, _ in filters])
+                    self.subacks.sent(mid, [topic_filter for topic_filter, _ in filters], qos)
 
     def wait_subscribed(self, mark: tuple[int, int], timeout: float) -> bool:
         """Wait until the broker acknowledged every SUBSCRIBE sent before ``mark`` (``subacks.mark()``)."""
@@ -394,12 +371,15 @@ class MqttLink:
             if not self._auto_reconnect:
                 self._stopping = True
                 client.disconnect()
+            else:
+                self._next_broker(client, keep_delay=False)  # a member that refuses us: try the next
             self._first.set()
             return
         self.subacks.reset()
         self.connected = True
         self.last_error = None
         self.drops.connected(time.monotonic())
+        self.failover.connected()
         try:
             self._on_connect(self.protocol, bool(flags.session_present))
         finally:
@@ -415,7 +395,9 @@ class MqttLink:
             logger.debug("[MQTT] %s", self.last_error)
         if not self._auto_reconnect:
             self._stopping = True
-        self._first.set()
+            self._first.set()
+        elif self._next_broker(client, keep_delay=False):
+            self._first.set()  # every broker failed once: connect() stops waiting
 
     def _paho_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if client is not self._client:
@@ -428,12 +410,17 @@ class MqttLink:
             self._drained.notify_all()
         self.subacks.reset()
         if was_connected:
-            self._judge_drop(client, reason)
+            backing_off = self._judge_drop(client, reason)
+            if self._auto_reconnect and not self._stopping:
+                self._next_broker(client, keep_delay=backing_off)
             self._on_disconnect(str(reason))
         self._first.set()
 
-    def _judge_drop(self, client: paho.Client, reason: Any) -> None:
-        """Log a session takeover as one, and back off after several in a row (see :mod:`._takeover`)."""
+    def _judge_drop(self, client: paho.Client, reason: Any) -> bool:
+        """Log a session takeover as one, and back off after several in a row (see :mod:`._takeover`).
+
+        True when it set a back-off delay.
+        """
         code = getattr(reason, "value", None)
         verdict = self.drops.dropped(time.monotonic(), code if isinstance(code, int) else None, random.random())
         message = verdict.message(self.client_id)
@@ -442,8 +429,24 @@ class MqttLink:
             logger.warning("[MQTT] %s", message)
         if verdict.delay is not None:
             client.reconnect_delay_set(verdict.delay, verdict.delay)  # type: ignore[arg-type]
-        elif verdict.streak == 0:
+            return True
+        if verdict.streak == 0:
             client.reconnect_delay_set(self.reconnect_min, self.reconnect_max)  # type: ignore[arg-type]
+        return False
+
+    # -- failover hook (see :mod:`._failover`) ---------------------------------------------------
+
+    def _next_broker(self, client: paho.Client, keep_delay: bool) -> bool:
+        """Point paho's next reconnect at the next broker; True when every broker failed once in a row."""
+        step = self.failover.failed(random.random())
+        if step.address != self.address:
+            logger.warning("[MQTT] broker %s:%s lost or unreachable: trying %s:%s in %.2f s",
+                           *(self.address or ("?", 0)), *step.address, step.delay)
+        self.address = step.address
+        client._host, client._port = step.address  # paho's setters refuse while the old socket is not closed
+        if not keep_delay:
+            client.reconnect_delay_set(step.delay, step.delay)  # type: ignore[arg-type]
+        return step.round_done
 
     def _paho_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         try:
@@ -459,6 +462,8 @@ class MqttLink:
         for topic_filter, reason in refused:
             logger.error("[MQTT] the broker refused the subscription to %s: %s (its listeners hear nothing)",
                          topic_filter, reason)
+        for topic_filter, asked, granted in self.subacks.take_downgrades():
+            logger.warning("[MQTT] the broker granted QoS %d instead of %d to %s", granted, asked, topic_filter)
 
     def _paho_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         self._done()

@@ -50,6 +50,8 @@ from ._nodecore import NodeCore
 from ._outlet import Outlet
 from ._payload import Birth, NodeState, decode_data, decode_json_object, encode_json, now_ms
 from ._presence import Presence
+from ._rebirth import rebirths_for
+from ._resubscribe import resubscriber_for
 from ._routerside import RouterSide
 from ._rpc import Rpc
 from ._sync import RoundTrips
@@ -87,6 +89,8 @@ class MqttNode:
             (1 MiB by default, as the TCP frame limit).
         subscribe_timeout: seconds a listener registration waits for the broker's
             SUBACK (clustered brokers take up to ~1 s).
+        portable_ids: identifiers also escape ``.``, space, ``*`` and ``>`` in topics,
+            for NATS and RabbitMQ (see :mod:`._topics`; every node must agree).
         on_up, on_down: called (on the dispatcher thread) when the node is
             online and has re-published its state, and when it lost the broker.
         link_settings: keyword arguments of :class:`~sig_mqtt._link.MqttLink`.
@@ -108,6 +112,7 @@ class MqttNode:
         retain: Any = False,
         max_payload: int = 1 << 20,
         subscribe_timeout: float = 5.0,
+        portable_ids: bool = False,
         on_up: Callable[[], None] | None = None,
         on_down: Callable[[], None] | None = None,
         **link_settings: Any,
@@ -116,7 +121,7 @@ class MqttNode:
             raise InvalidArgumentError("qos must be 0, 1 or 2, not %r" % (qos,))
         self.router = router
         self.nid = nid
-        self.topics = Topics(prefix)
+        self.topics = Topics(prefix, portable_ids)
         self.qos = qos
         self.heartbeat = heartbeat
         self.max_outstanding = max_outstanding
@@ -140,6 +145,7 @@ class MqttNode:
         self._round_trips = RoundTrips(lambda token: self.outlet.publish(self.reply_topic, encode_json({"sync": token}),
                                                                           1, False))
         self.rpc = Rpc(self.reply_topic, self._send, lambda: self.link.protocol)
+        self.rebirths = rebirths_for(self, link_settings.pop("rebirth_jitter", 1.0))
         self.link = MqttLink(
             nid,
             on_connect=self._link_up,
@@ -153,6 +159,7 @@ class MqttNode:
         self.router_side = RouterSide(router, self.core, self.outlet, self.link, self._lock, self._foreign, qos,
                                       subscribe_timeout, lambda: self._dispatcher)
         self.router_side.attach()
+        self.link.subacks.on_refused = resubscriber_for(self).refused
 
     @property
     def ready(self) -> bool:
@@ -183,8 +190,9 @@ class MqttNode:
 
     # -- life ----------------------------------------------------------------------
 
-    def start(self, host: str, port: int, auto_reconnect: bool = True) -> bool:
-        """Connect to the broker; True once online (see :meth:`MqttLink.start`)."""
+    def start(self, host: str, port: int, auto_reconnect: bool = True,
+              brokers: list[tuple[str, int]] | None = None) -> bool:
+        """Connect to the broker (or the first of ``brokers``); True once online (see :meth:`MqttLink.start`)."""
         self._leaving = False
         if self._requests._shutdown:  # connecting again after stop()
             self._requests = ThreadPoolExecutor(self._request_workers, thread_name_prefix="sig-mqtt-request")
@@ -192,7 +200,7 @@ class MqttNode:
             self._dispatcher = threading.Thread(target=self._dispatch_loop, name="sig-mqtt-dispatch", daemon=True)
             self._dispatcher.start()
         logger.info("[MQTT] node %s connecting to %s:%s (prefix %s)", self.nid, host, port, self.topics.prefix)
-        if not self.link.start(host, port, auto_reconnect):
+        if not self.link.start(host, port, auto_reconnect, brokers):
             return False
         # on_up runs on the dispatcher: wait for it, so that connect() returns a usable node.
         done = threading.Event()
@@ -265,6 +273,7 @@ class MqttNode:
             if change is None:
                 return
             self.outlet.apply(change)
+            self.rebirths.request()  # births may not come retained (see ._rebirth)
         self.round_trip(timeout)
 
     def round_trip(self, timeout: float = 2.0) -> bool:
@@ -322,6 +331,8 @@ class MqttNode:
         with self._lock:
             self.outlet.subscribe(self.core.resubscribe(protocol == 5))
             self._publish_state(True)
+            if self.core.follows_presence():
+                self.rebirths.request(connected=True)
             for sender in list(self.core.local):
                 self.router_side.publish_birth(sender)
             self._round_trips.mark_connect()
@@ -408,10 +419,7 @@ class MqttNode:
         elif kind == "node":
             self._node_state(str(parsed.nid), payload, retained)
         elif kind == "rebirth":
-            logger.info("[MQTT] rebirth asked: publishing state and %d birth(s)", len(self.core.local))
-            self._publish_state(True)
-            for sender in list(self.core.local):
-                self.router_side.publish_birth(sender)
+            self.rebirths.asked()  # answered after a random delay (see ._rebirth)
 
     def _event(self, sender: Any, event: Any, payload: bytes, retained: bool) -> None:
         if self.core.is_echo(sender, event):

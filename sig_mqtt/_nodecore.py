@@ -87,6 +87,7 @@ class NodeCore:
         self.heartbeat = heartbeat
         self.max_payload = max_payload
         self.retain = retain if isinstance(retain, bool) else frozenset(retain)
+        self.follow_all = follow_all
         self.filters = FilterSet(identifiers=identifiers)
         self.local: dict[Any, dict[str, Any]] = {}  # our senders -> their #connect data
         self.own_births: dict[Any, Birth | None] = {}  # our births the broker kept, seen since the connect
@@ -132,6 +133,10 @@ class NodeCore:
             subscribe += more
             unsubscribe += fewer
         return subscribe, unsubscribe
+
+    def follows_presence(self) -> bool:
+        """Whether we follow some sender's presence (then a connect asks for a rebirth)."""
+        return self.follow_all or bool(self._watched)
 
     def add_filter(self, topic_filter: str) -> Changes:
         """Hold one more filter (a foreign topic of the bridge's rules)."""

@@ -9,6 +9,14 @@ Every pysig identifier becomes exactly one topic level, reversibly:
   integral float, which takes its int's token (``1.0 == 1`` is one key);
 * ``bool`` and other types are refused with ``TypeError``.
 
+Portable levels (``Topics(portable=True)``, the carriers' ``portable_ids=True``;
+off by default, so today's topics do not change) also percent-encode ``.``,
+space, ``*`` and ``>``, which NATS (subject separators and wildcards) and
+RabbitMQ (``.`` and ``*`` in its topic exchange) cannot carry in a topic level:
+``"a.b c"`` -> ``a%2Eb%20c``. Both forms decode the same way, so a portable node
+reads a plain node's topics; the two must still agree on one form to meet on the
+same topic, so every node of a network takes the same setting.
+
 The tree under the prefix ``P``::
 
     P/node/NID                 node state (retained; its Last Will says offline)
@@ -45,6 +53,7 @@ _UNSAFE = re.compile(
     + "]"
 )
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_NOT_PORTABLE = re.compile("[. *>]")  # NATS and RabbitMQ take these as separators or wildcards
 _PERCENT = re.compile("(?:%[0-9A-Fa-f]{2})+")
 _CACHE_LIMIT = 4096
 _encoded: dict[tuple[type, Any], str] = {}
@@ -55,13 +64,17 @@ def _escape(match: re.Match[str]) -> str:
     return "".join("%%%02X" % byte for byte in match.group().encode("utf-8"))
 
 
-def encode_level(ident: Any) -> str:
+def encode_level(ident: Any, portable: bool = False) -> str:
     """Return the topic level of a pysig identifier (str, int or float).
+
+    ``portable`` also escapes ``.``, space, ``*`` and ``>`` (see the module's docstring).
 
     Raises:
         TypeError: ``ident`` is a bool or not a str, int or float.
         ValueError: a str holds a lone surrogate (it has no UTF-8 form).
     """
+    if portable:
+        return _NOT_PORTABLE.sub(_escape, encode_level(ident))
     key = (type(ident), ident)
     try:
         return _encoded[key]
@@ -113,7 +126,7 @@ def decode_level(token: str) -> Any:
                 pass
         elif token.startswith("!f:"):
             try:
-                value = float(token[3:])
+                value = float(_PERCENT.sub(_unescape, token[3:]))  # a portable level escapes the dot
             except ValueError:
                 pass
     elif "%" in token:
@@ -215,10 +228,12 @@ class Topics:
 
     Args:
         prefix: the root of the tree (default ``sig``; may have several levels).
+        portable: identifiers also escape ``.``, space, ``*`` and ``>`` (NATS, RabbitMQ).
     """
 
-    def __init__(self, prefix: str = "sig") -> None:
+    def __init__(self, prefix: str = "sig", portable: bool = False) -> None:
         self.prefix = check_prefix(prefix)
+        self.portable = portable
         self._root = prefix + "/"
         self._depth = prefix.count("/") + 1
         self.node_filter = self._root + "node/+"
@@ -229,20 +244,23 @@ class Topics:
 
     # -- names ----------------------------------------------------------------
 
+    def _level(self, ident: Any) -> str:
+        return encode_level(ident, self.portable)
+
     def node(self, nid: str) -> str:
         """``P/node/NID``: the node state."""
-        return "%snode/%s" % (self._root, encode_level(nid))
+        return "%snode/%s" % (self._root, self._level(nid))
 
     def birth(self, nid: str, sender: Any) -> str:
         """``P/node/NID/sender/S``: a sender's birth."""
-        return "%snode/%s/sender/%s" % (self._root, encode_level(nid), encode_level(sender))
+        return "%snode/%s/sender/%s" % (self._root, self._level(nid), self._level(sender))
 
     def event(self, sender: Any, event: Any) -> str:
         """``P/event/S/E``: an event."""
         key = (sender, event)
         topic = self._events.get(key) if type(sender) is str and type(event) is str else None
         if topic is None:
-            topic = "%sevent/%s/%s" % (self._root, encode_level(sender), encode_level(event))
+            topic = "%sevent/%s/%s" % (self._root, self._level(sender), self._level(event))
             if type(sender) is str and type(event) is str:
                 if len(self._events) >= _CACHE_LIMIT:
                     self._events.clear()
@@ -251,11 +269,11 @@ class Topics:
 
     def request(self, sender: Any, method: Any) -> str:
         """``P/request/S/M``: a request."""
-        return "%srequest/%s/%s" % (self._root, encode_level(sender), encode_level(method))
+        return "%srequest/%s/%s" % (self._root, self._level(sender), self._level(method))
 
     def reply(self, nid: str) -> str:
         """``P/reply/NID``: where node NID gets its replies."""
-        return "%sreply/%s" % (self._root, encode_level(nid))
+        return "%sreply/%s" % (self._root, self._level(nid))
 
     # -- filters --------------------------------------------------------------
 
@@ -263,21 +281,21 @@ class Topics:
         """Births of ``sender`` (``None``: any) on node ``nid`` (``None``: any)."""
         return "%snode/%s/sender/%s" % (
             self._root,
-            "+" if nid is None else encode_level(nid),
-            "+" if sender is None else encode_level(sender),
+            "+" if nid is None else self._level(nid),
+            "+" if sender is None else self._level(sender),
         )
 
     def event_filter(self, sender: Any = None, event: Any = None) -> str:
         """Events ``(sender, event)``, ``None`` meaning any (one ``+`` level)."""
         return "%sevent/%s/%s" % (
             self._root,
-            "+" if sender is None else encode_level(sender),
-            "+" if event is None else encode_level(event),
+            "+" if sender is None else self._level(sender),
+            "+" if event is None else self._level(event),
         )
 
     def request_filter(self, sender: Any) -> str:
         """Requests to ``sender``, any method."""
-        return "%srequest/%s/+" % (self._root, encode_level(sender))
+        return "%srequest/%s/+" % (self._root, self._level(sender))
 
     # -- parsing ----------------------------------------------------------------
 

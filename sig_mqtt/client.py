@@ -26,8 +26,10 @@ from typing import Any
 
 from sig import Carrier, ClientId, ServerRouter, Status, log_failed_post, make_reply
 
+from ._failover import broker_list
 from ._hass_node import attach_hass
 from ._node import MqttNode
+from ._subacks import SubscriptionRefusedError
 from ._url import url_settings
 
 __all__ = ["CarrierMQTTClient"]
@@ -97,7 +99,8 @@ class CarrierMQTTClient(Carrier):
             discovery prefix, or :class:`sig_mqtt.hass.HassSettings` with hints.
         settings: more node / link settings (``connect_timeout``,
             ``reconnect_min``, ``reconnect_max``, ``max_outstanding``, ``retain`` = the
-            events the broker keeps as last values for late listeners, ...).
+            events the broker keeps as last values for late listeners, ``portable_ids`` =
+            also escape ``.``, space, ``*`` and ``>`` in topics for NATS and RabbitMQ, ...).
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class CarrierMQTTClient(Carrier):
         self.on_disconnected: Callable[[], Any] | None = None
         self.auto_reconnect = False
         self.address: tuple[str, int] | None = None
+        self.brokers: list[tuple[str, int]] = []  # the members of a cluster, ``address`` first
         self.request_timeout = request_timeout
         self.buffer_size = buffer_size
         self.network = ServerRouter(request_timeout=request_timeout)
@@ -141,25 +145,28 @@ class CarrierMQTTClient(Carrier):
     @classmethod
     def from_url(cls, url: str, **settings: Any) -> CarrierMQTTClient:
         """Build from ``mqtt[s]://[user[:pass]@]host[:port][/prefix]``; :meth:`connect` then needs no address."""
-        settings, address = url_settings(url, settings)
+        settings, brokers = url_settings(url, settings)
         carrier = cls(**settings)
-        carrier.address = address
+        carrier.address, carrier.brokers = brokers[0], brokers
         return carrier
 
     # -- connection ------------------------------------------------------------------
 
-    def connect(self, host: str | None = None, port: int | None = None, auto_reconnect: bool = True) -> bool:
+    def connect(self, host: Any = None, port: int | None = None, auto_reconnect: bool = True) -> bool:
         """Connect to the broker (default: the URL's address, else 127.0.0.1:1883).
+
+        ``host`` may also be a list ``[(host, port), ...]``: the members of a clustered
+        broker; the node moves to the next one when its member dies (with back-off).
 
         Returns:
             True when online; False at once when the broker cannot be reached
             (with ``auto_reconnect`` the carrier keeps trying in the background
             and calls ``on_connected`` when it succeeds).
         """
-        default_host, default_port = self.address or ("127.0.0.1", 1883)
-        self.address = (host or default_host, port or default_port)
+        self.brokers = broker_list(host, port, self.brokers or ([self.address] if self.address else []))
+        self.address = self.brokers[0]
         self.auto_reconnect = auto_reconnect
-        return self.node.start(*self.address, auto_reconnect=auto_reconnect)
+        return self.node.start(*self.address, auto_reconnect=auto_reconnect, brokers=self.brokers)
 
     def disconnect(self) -> None:
         """Leave cleanly: our senders get ``#disconnect`` everywhere; stop reconnecting."""
@@ -229,8 +236,27 @@ class CarrierMQTTClient(Carrier):
                 else:
                     future.set_result(make_reply(message.get("id"), Status.OK, response))
                 return future
+        if message.get("method") == "add_listener":
+            future.set_result(self._add_listener(message))
+            return future
         future.set_result(self._end.handleRX(self._link_id, message))
         return future
+
+    def _add_listener(self, message: dict[str, Any]) -> Any:
+        """Register a listener; fail (and take it back) when the broker refused a subscription it needs."""
+        subacks = self.node.link.subacks
+        before = subacks.mark()
+        reply = self._end.handleRX(self._link_id, message)  # the watcher waits for the SUBACKs
+        refused = subacks.refusals(before, subacks.mark())
+        response = reply.get("response") if isinstance(reply, dict) else None
+        if not refused or not isinstance(reply, dict) or reply.get("status") != Status.OK or not isinstance(
+                response, dict):
+            return reply
+        self._end.handleRX(self._link_id, {"method": "remove_listener", "params": response})
+        error = SubscriptionRefusedError(refused)
+        logger.error("[MQTT] listener on (%r, %r) not registered: %s", (message.get("params") or {}).get("sender"),
+                     (message.get("params") or {}).get("event"), error)
+        return make_reply(message.get("id"), Status.METHOD_FAILED, exc=error)
 
     def post(self, clientid: ClientId, message: dict[str, Any]) -> None:
         """Run a ClientRouter notification (a signal) on the private server."""

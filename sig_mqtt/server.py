@@ -19,6 +19,7 @@ from typing import Any
 
 from sig import Carrier, Router, StateError
 
+from ._failover import broker_list
 from ._hass_node import attach_hass
 from ._node import MqttNode, RawHandler
 from ._url import url_settings
@@ -79,13 +80,14 @@ class CarrierMQTTServer(Carrier):
         self.node_settings.setdefault("follow_all", True)
         self.node: MqttNode | None = None
         self.address: tuple[str, int] | None = None
+        self.brokers: list[tuple[str, int]] = []  # the members of a cluster, ``address`` first
 
     @classmethod
     def from_url(cls, url: str, **settings: Any) -> CarrierMQTTServer:
         """Build from ``mqtt[s]://[user[:pass]@]host[:port][/prefix]``; :meth:`start` then needs no address."""
-        settings, address = url_settings(url, settings)
+        settings, brokers = url_settings(url, settings)
         carrier = cls(**settings)
-        carrier.address = address
+        carrier.address, carrier.brokers = brokers[0], brokers
         return carrier
 
     def bind_router(self, router: Router) -> None:
@@ -95,8 +97,10 @@ class CarrierMQTTServer(Carrier):
         self.node = MqttNode(router, self.client_id, **self.node_settings)
         self.hass = attach_hass(self.node, router, self.ha_discovery, local_only=False)
 
-    def start(self, host: str | None = None, port: int | None = None, auto_reconnect: bool = True) -> bool:
+    def start(self, host: Any = None, port: int | None = None, auto_reconnect: bool = True) -> bool:
         """Connect to the broker (default: the URL's address, else 127.0.0.1:1883).
+
+        ``host`` may also be a list ``[(host, port), ...]``: the members of a clustered broker.
 
         Returns:
             True once online; False when the broker cannot be reached now (with
@@ -104,9 +108,9 @@ class CarrierMQTTServer(Carrier):
         """
         if self.node is None:
             raise StateError("attach the carrier to a ServerRouter first (server.attach(carrier))")
-        default_host, default_port = self.address or ("127.0.0.1", 1883)
-        self.address = (host or default_host, port or default_port)
-        return self.node.start(*self.address, auto_reconnect=auto_reconnect)
+        self.brokers = broker_list(host, port, self.brokers or ([self.address] if self.address else []))
+        self.address = self.brokers[0]
+        return self.node.start(*self.address, auto_reconnect=auto_reconnect, brokers=self.brokers)
 
     def stop(self) -> None:
         """Leave the broker cleanly (our senders get ``#disconnect`` everywhere)."""

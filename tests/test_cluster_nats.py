@@ -1,0 +1,125 @@
+"""sig on a private 3-node NATS cluster (JetStream + MQTT 3.1.1 gateway), started once for the module.
+
+Member ports, data directories and ``stream_replicas: 3`` as in CLUSTERS.md; each server
+in its own session, killed by PID. The member kill comes last (the module's cluster is
+not needed afterwards). Nodes use MQTT 3.1.1 (NATS refuses MQTT 5; the fallback works
+but costs each connect half a second on this loaded machine).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from clusterutil import NatsCluster
+from netutil import Recorder, wait_until
+
+import sig
+from sig_mqtt import CarrierMQTTClient
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def nats() -> Iterator[NatsCluster]:
+    cluster = NatsCluster()
+    try:
+        started = time.monotonic()
+        cluster.start()
+        print("\nNATS cluster healthy after %.1f s" % (time.monotonic() - started))
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def _node(carriers: list[Any], brokers: Any, prefix: str, **settings: Any) -> tuple[CarrierMQTTClient, Any]:
+    settings.setdefault("protocol", 4)
+    settings.setdefault("reconnect_min", 0.2)
+    settings.setdefault("reconnect_max", 2.0)
+    carrier = CarrierMQTTClient(prefix=prefix, **settings)
+    carriers.append(carrier)
+    router = sig.ClientRouter(carrier, request_timeout=10.0)
+    assert carrier.connect(brokers), carrier.last_error
+    return carrier, router
+
+
+def test_portable_ids_carry_a_sender_named_with_a_dot_and_a_space_across_members(
+        nats: NatsCluster, carriers: list[Any]) -> None:
+    prefix = "p%s/sig" % uuid.uuid4().hex[:6]
+    hosting, sender_router = _node(carriers, nats.member(0), prefix, portable_ids=True)
+    odd = sender_router.addRemoteSender("a.b c", ["t.x *>"], requests={"get.it now": lambda params: [params, "ok"]})
+    listening, listener = _node(carriers, nats.member(2), prefix, portable_ids=True)
+    rec = Recorder()
+    listener.addRemoteListener(rec.listener(), "a.b c", "t.x *>")
+    assert wait_until(lambda: listening.isSenderConnected("a.b c"), 10.0)
+    for value in range(3):
+        odd.getSignal("t.x *>").trigger(value)
+    assert sorted(call[3] for call in rec.wait_for(3, 10.0)) == [0, 1, 2]
+    assert listener.remoteRequest("a.b c", "get.it now", "p.q") == ["p.q", "ok"]
+    assert hosting.isConnected() and listening.isConnected()
+    assert hosting.node.link.drops.streak == 0  # NATS never dropped the publisher
+
+
+def test_qos2_on_nats_is_granted_as_qos1_logged_once_per_filter(nats: NatsCluster, carriers: list[Any],
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    prefix = "q%s/sig" % uuid.uuid4().hex[:6]
+    with caplog.at_level(logging.WARNING, logger="sig.mqtt"):
+        hosting, sender_router = _node(carriers, nats.member(0), prefix, qos=2)
+        thermo = sender_router.addRemoteSender("thermo", ["changed"])
+        listening, listener = _node(carriers, nats.member(1), prefix, qos=2)
+        rec = Recorder()
+        listener.addRemoteListener(rec.listener(), "thermo", "changed")
+        assert wait_until(lambda: listening.isSenderConnected("thermo"), 10.0)
+        thermo.getSignal("changed").trigger(1)
+        assert rec.wait_for(1, 10.0)[0][1:] == ("thermo", "changed", 1)
+        thermo.getSignal("changed").trigger(2)  # at QoS 1: a QoS 2 PUBLISH would make NATS drop the node
+        assert rec.wait_for(2, 10.0)[1][1:] == ("thermo", "changed", 2)
+    messages = [record.getMessage() for record in caplog.records]
+    downgraded = [message for message in messages if "granted QoS 1 instead of 2" in message]
+    assert sum(message.endswith("/event/thermo/changed") for message in downgraded) == 1, downgraded  # once
+    assert sum("grants QoS 1 at most" in message for message in messages) == 2  # once per node
+    assert hosting.node.link.subacks.max_qos == listening.node.link.subacks.max_qos == 1
+    assert hosting.isConnected() and listening.isConnected()
+    assert not any("lost the broker" in message for message in messages)
+
+
+def test_member_killed_under_a_node_it_fails_over_and_events_still_cross(
+        nats: NatsCluster, carriers: list[Any]) -> None:
+    prefix = "n%s/sig" % uuid.uuid4().hex[:6]
+    hosting, sender_router = _node(carriers, [nats.member(0), nats.member(1)], prefix, heartbeat=2.0)
+    thermo = sender_router.addRemoteSender("thermo", ["changed"], requests={"read": lambda params: 21})
+    _, listener = _node(carriers, nats.member(2), prefix)
+    rec = Recorder()
+    listener.addRemoteListener(rec.listener("event"), "thermo", "changed")
+    assert wait_until(lambda: listener.carrier.isSenderConnected("thermo"), 10.0)
+    thermo.getSignal("changed").trigger(1)
+    rec.wait_for(1, 10.0)
+
+    killed = time.monotonic()
+    nats.kill(0)
+    assert wait_until(lambda: hosting.isConnected() and hosting.node.link.address == nats.member(1), 20.0), (
+        hosting.last_error)
+    moved = time.monotonic() - killed
+    value = 2
+    # events sent while (or right after) the node moves still cross: QoS 1, buffered while offline
+    while not any(call[3] == 2 for call in rec.calls) and time.monotonic() - killed < 60.0:
+        thermo.getSignal("changed").trigger(value)
+        rec.settle(0.5)
+    crossed = time.monotonic() - killed
+    assert any(call[3] == 2 for call in rec.calls), rec.calls
+    # the member's death may stall JetStream for a moment: a SUBACK refused then is tried again
+    answered = None
+    while answered is None and time.monotonic() - killed < 40.0:
+        try:
+            answered = listener.remoteRequest("thermo", "read", None, timeout=2.0)
+        except sig.SigError:
+            time.sleep(0.2)
+    served = time.monotonic() - killed
+    assert answered == 21
+    assert wait_until(lambda: listener.carrier.isSenderConnected("thermo"), 15.0)
+    print("\nNATS: node online on member n1 %.2f s after n0 was killed; first event across %.2f s, first request "
+          "answered %.2f s after the kill" % (moved, crossed, served))
