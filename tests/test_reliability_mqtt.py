@@ -346,18 +346,20 @@ def test_burst_of_100k_events_while_the_broker_is_down_keeps_memory_bounded(
         mosquitto: Mosquitto, carriers: list[CarrierMQTTClient], prefix: str, figure: Figure, side: str) -> None:
     """A ClientRouter over CarrierMQTTClient buffers signals itself (``router.dropped_signals``); a
     ServerRouter with CarrierMQTTServer (the bridge) in its node (``carrier.node.dropped_events``).
-    The sender comes back after the listener (a slower reconnect), so the listener hears the flush."""
-    listener = node(carriers, mosquitto.port, prefix)
+    The sender comes back after the listener (it retries every 2.5 s, the listener every 0.1-0.25 s: with the
+    default back-off, which grows to 5 s while a slow burst keeps the broker down, the listener could come
+    back last and miss the flush, as a loaded machine showed), so the listener hears the flush."""
+    listener = node(carriers, mosquitto.port, prefix, reconnect_min=0.1, reconnect_max=0.25)
     heard: list[int] = []
     listener.addRemoteListener(lambda info, data: heard.append(data), "burst", "e")
     server = None
     if side == "ClientRouter":
-        router: Any = node(carriers, mosquitto.port, prefix, reconnect_min=1.5, reconnect_max=1.5)
+        router: Any = node(carriers, mosquitto.port, prefix, reconnect_min=2.5, reconnect_max=2.5)
         signal_ = router.addRemoteSender("burst", ["e"]).getSignal("e")
         carrier: Any = router.carrier
     else:
         router = sig.ServerRouter()
-        server = carrier = CarrierMQTTServer(prefix=prefix, reconnect_min=1.5, reconnect_max=1.5)
+        server = carrier = CarrierMQTTServer(prefix=prefix, reconnect_min=2.5, reconnect_max=2.5)
         router.attach(carrier)
         assert carrier.start("127.0.0.1", mosquitto.port)
         signal_ = router.addSender("burst", ["e"]).getSignal("e")

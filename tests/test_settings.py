@@ -421,8 +421,9 @@ def test_tcp_reconnect_min_and_max_space_the_attempts(tcp_server: CarrierTCPServ
         since = time.time()
         tcp_server.stop()
         blocker.bind(("127.0.0.1", tcp_server.port))
-        assert wait_until(lambda: len(times_of(caplog, "connecting failed", since)) >= 5, 6)
-        assert_backoff(times_of(caplog, "connecting failed", since))
+        ours = "connecting failed (127.0.0.1:%d)" % tcp_server.port  # not another test's leftover client
+        assert wait_until(lambda: len(times_of(caplog, ours, since)) >= 5, 6)
+        assert_backoff(times_of(caplog, ours, since))
     finally:
         carrier.disconnect()
         blocker.close()

@@ -251,6 +251,10 @@ class StreamClientCarrier(_StreamCarrier):
             self._start_reconnect()
         return False
 
+    def _target(self) -> str:
+        """What this carrier connects to, for log lines."""
+        return "?"
+
     def _connect_once(self) -> bool:
         with self._lock:
             if self.isConnected():
@@ -259,7 +263,7 @@ class StreamClientCarrier(_StreamCarrier):
                 stream, name = self._open()
             except OSError as exc:
                 self.last_error = exc
-                logger.info("connecting failed: %s", exc)
+                logger.info("connecting failed (%s): %s", self._target(), exc)
                 return False
             self.last_error = None
             conn = self._new_connection(self.clientid, stream, name, self._closed, client=True)

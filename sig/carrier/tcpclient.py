@@ -68,6 +68,10 @@ class CarrierTCPClient(StreamClientCarrier):
         """Send what is queued, then close the connection and stop reconnecting."""
         self._stop()
 
+    def _target(self) -> str:
+        host, port = self.server_address or ("?", 0)
+        return "%s:%s" % (host, port)
+
     def _open(self) -> tuple[Stream, str]:
         assert self.server_address is not None
         host, port = self.server_address
