@@ -82,7 +82,7 @@ def test_join_urls_of_repeated_mqtt_options() -> None:
 
 
 def test_sig_bridge_takes_repeated_mqtt_and_a_list_in_bridge_toml() -> None:
-    from bridge.cli import build_parser, settings_from
+    from bridge._command import build_parser, settings_from
     from bridge.config import ConfigError, parse_config
 
     args = build_parser().parse_args(["--mqtt", "mqtt://u:p@h1:1884/home", "--mqtt", "mqtt://h2:1885"])
