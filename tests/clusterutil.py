@@ -18,11 +18,15 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mqttutil import free_port
 
-__all__ = ["NATS_SERVER", "NatsCluster"]
+import sig
+from sig_mqtt import CarrierMQTTClient
+
+__all__ = ["NATS_SERVER", "NatsCluster", "cluster_node"]
 
 NATS_SERVER = "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else (
     shutil.which("nats-server") or "")
@@ -149,3 +153,13 @@ class NatsCluster:
         for index in range(self.SIZE):
             self.kill(index)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def cluster_node(carriers: list[Any], brokers: Any, prefix: str, request_timeout: float = 5.0,
+                 **settings: Any) -> tuple[CarrierMQTTClient, sig.ClientRouter]:
+    """A node online on one of ``brokers`` (added to ``carriers``, disconnected at the test's end)."""
+    carrier = CarrierMQTTClient(prefix=prefix, **settings)
+    carriers.append(carrier)
+    router = sig.ClientRouter(carrier, request_timeout=request_timeout)
+    assert carrier.connect(brokers), carrier.last_error
+    return carrier, router

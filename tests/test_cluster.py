@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
+from clusterutil import cluster_node
 from mqttutil import free_port
 from netutil import Recorder, wait_until
 
@@ -26,11 +27,7 @@ def _node(carriers: list[Any], brokers: Any, prefix: str,
           **settings: Any) -> tuple[CarrierMQTTClient, sig.ClientRouter]:
     settings.setdefault("reconnect_min", 0.1)
     settings.setdefault("reconnect_max", 1.0)
-    carrier = CarrierMQTTClient(prefix=prefix, **settings)
-    carriers.append(carrier)
-    router = sig.ClientRouter(carrier, request_timeout=5.0)
-    assert carrier.connect(brokers), carrier.last_error
-    return carrier, router
+    return cluster_node(carriers, brokers, prefix, **settings)
 
 
 @pytest.mark.parametrize("protocol", [5, 4])

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from clusterutil import NatsCluster
+from clusterutil import NatsCluster, cluster_node
 from netutil import Recorder, wait_until
 
 import sig
@@ -40,11 +40,7 @@ def _node(carriers: list[Any], brokers: Any, prefix: str, **settings: Any) -> tu
     settings.setdefault("protocol", 4)
     settings.setdefault("reconnect_min", 0.2)
     settings.setdefault("reconnect_max", 2.0)
-    carrier = CarrierMQTTClient(prefix=prefix, **settings)
-    carriers.append(carrier)
-    router = sig.ClientRouter(carrier, request_timeout=10.0)
-    assert carrier.connect(brokers), carrier.last_error
-    return carrier, router
+    return cluster_node(carriers, brokers, prefix, request_timeout=10.0, **settings)
 
 
 def test_portable_ids_carry_a_sender_named_with_a_dot_and_a_space_across_members(
