@@ -160,11 +160,9 @@ class HassAnnouncer:
                 self._publish(self.catalog.value(sender, event, data))
 
     def _host(self, sender: Any) -> str | None:
-        if self.node.hosts(sender):
-            return self.node.nid
-        if self.local_only:
+        if self.local_only and not self.node.hosts(sender):
             return None
-        return self.node.node_of(sender)
+        return self.node.node_of(sender)  # ours, or the other node's that hosts it
 
     def _connected(self, sender: Any, description: Any) -> None:
         host = self._host(sender)

@@ -40,7 +40,7 @@ logger = logging.getLogger("sig.mqtt.node")
 
 _BUILTIN = (EVENT_CONNECT, EVENT_DISCONNECT)
 
-#: No subscription to change.
+#: No subscription to change (compare with it; never hand it out to be filled).
 NO_CHANGE: Changes = ([], [])
 
 
@@ -112,7 +112,7 @@ class NodeCore:
         else:
             self._demand.pop(key, None)
         if not ((count == 1 and added) or (count == 0 and not added)):
-            return NO_CHANGE
+            return [], []  # a fresh pair: callers may extend what they get
         subscribe: list[tuple[str, int | None]] = []
         unsubscribe: list[str] = []
         for topic_filter in demand_filters(self.topics, sender, event):
