@@ -269,6 +269,13 @@ def test_server_restart_clients_registered_again_within_2_s(carriers: list[Carri
         return len(ready) == CLIENTS
 
     assert wait_until(all_registered, 10.0, step=0.005), ready
+
+    def all_listened() -> bool:
+        # each client registers its senders first, then its listeners: a neighbour's sender can be back
+        # before this client's listener is, so the events below wait for the server to hold every listener
+        return all(server.router.senders["node%d" % n].hasListeners() for n in range(CLIENTS))
+
+    assert wait_until(all_listened, 10.0, step=0.005)
     # the listeners are back too: every node hears its neighbour
     for n, router in enumerate(routers):
         router.getSender("node%d" % n).getSignal("e").trigger("after restart")
