@@ -19,6 +19,8 @@ first in even ones; fresh processes each time); every round is printed. Then iss
 
 - sig signals/s / raw signals/s: >= 0.4 (median of the pairs), 0 lost and order kept in every round
 - request round trip p50 through the server to another client's sender: <= 0.25 ms in every round
+- CPU µs per signal of each party (sender, server or relay, listener; ``time.process_time`` in the
+  sender and the listener, ``/proc/PID/stat`` for the server): no goal, but less noisy than signals/s
 
 Run: ``python3 bench/tcp.py [--n 100000] [--requests 2000] [--rounds 5]`` (about 30 s).
 Children are started as ``python3 bench/tcp.py --role ROLE ...`` and killed by PID at the end.
@@ -63,6 +65,7 @@ def role_raw_listener(n: int) -> None:
     report("READY", port=server.getsockname()[1])
     conn, _ = server.accept()
     _nodelay(conn)
+    cpu = time.process_time()
     count = lost_order = 0
     first = last = 0.0
     expected = 0
@@ -79,7 +82,7 @@ def role_raw_listener(n: int) -> None:
             count += 1
             if count == n:
                 break
-    report("RESULT", count=count, disorder=lost_order, seconds=last - first)
+    report("RESULT", count=count, disorder=lost_order, seconds=last - first, cpu=time.process_time() - cpu)
 
 
 def role_raw_relay(listener_port: int) -> None:
@@ -107,13 +110,13 @@ def role_raw_sender(relay_port: int, n: int) -> None:
     sock = _nodelay(socket.create_connection((HOST, relay_port), timeout=CHILD_TIMEOUT))
     report("READY")
     wait_for_stdin_line(CHILD_TIMEOUT)
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     encode = json.JSONEncoder(separators=(",", ":")).encode
     with sock, sock.makefile("wb", buffering=65536) as out:
         for i in range(n):
             out.write((encode({"sender": "s", "event": "e", "data": i}) + "\n").encode())
         out.flush()
-    report("SENT", seconds=time.perf_counter() - start)
+    report("SENT", seconds=time.perf_counter() - start, cpu=time.process_time() - cpu)
 
 
 def _sig() -> Any:
@@ -166,9 +169,11 @@ def role_sig_listener(port: int, n: int) -> None:
             done.set()
 
     client.addRemoteListener(on_tick, "bench", "tick")
+    cpu = time.process_time()
     report("READY")
     done.wait(CHILD_TIMEOUT)
-    report("RESULT", count=state["count"], disorder=state["disorder"], seconds=state["last"] - state["first"])
+    report("RESULT", count=state["count"], disorder=state["disorder"], seconds=state["last"] - state["first"],
+           cpu=time.process_time() - cpu)
     carrier.disconnect()
 
 
@@ -178,12 +183,12 @@ def role_sig_sender(port: int, n: int) -> None:
     trigger = sender.getSignal("tick").trigger
     report("READY")
     wait_for_stdin_line(CHILD_TIMEOUT)
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     for i in range(n):
         trigger(i)
     triggered = time.perf_counter()
     carrier.disconnect()  # sends what is queued first
-    report("SENT", seconds=triggered - start, flushed=time.perf_counter() - start)
+    report("SENT", seconds=triggered - start, flushed=time.perf_counter() - start, cpu=time.process_time() - cpu)
 
 
 def role_sig_responder(port: int) -> None:
@@ -249,10 +254,12 @@ def run_raw(n: int, children: list[Child]) -> dict[str, Any]:
     sender = Child("raw-sender", port=port, n=n)
     children.append(sender)
     sender.expect("READY")
+    relay_cpu = relay.cpu()
     sender.go()
     sent = sender.expect("SENT")
     result = listener.expect("RESULT")
     result["send_seconds"] = sent["seconds"]
+    result["cpus"] = (sent["cpu"], relay.cpu() - relay_cpu, result["cpu"])
     return result
 
 
@@ -266,11 +273,13 @@ def run_sig(n: int, requests: int, warmup: int, children: list[Child]) -> tuple[
     sender = Child("sig-sender", port=port, n=n)
     children.append(sender)
     sender.expect("READY")
+    server_cpu = server.cpu()
     sender.go()
     sent = sender.expect("SENT")
     result = listener.expect("RESULT")
     result["send_seconds"] = sent["seconds"]
     result["flush_seconds"] = sent["flushed"]
+    result["cpus"] = (sent["cpu"], server.cpu() - server_cpu, result["cpu"])
 
     responder = Child("sig-responder", port=port)
     children.append(responder)
@@ -316,6 +325,8 @@ def main() -> int:
         _pairs.Row("TCP request p50 ms, client -> server -> other client's sender", "<= 0.25 ms on every round",
                    lambda r, s: max(s) <= 0.25, fmt="%.3f"),
     ]
+    cpu_rows = [_pairs.Row("CPU us per signal, %s (no goal)" % side, "", lambda r, s: True, fmt="%.2f")
+                for side in ("sender (raw: NDJSON writer)", "server (raw: relay)", "listener (raw: json.loads)")]
     for round_ in range(1, args.rounds + 1):
         for kind in _pairs.order(round_):
             children: list[Child] = []
@@ -329,6 +340,8 @@ def main() -> int:
                     child.kill()
         rows[0].add(rate(raws[-1]), rate(sig_result))
         rows[1].add(None, rtt["client"]["p50"])
+        for index, row in enumerate(cpu_rows):
+            row.add(raws[-1]["cpus"][index] / args.n * 1e6, sig_result["cpus"][index] / args.n * 1e6)
         sigs.append(sig_result)
         rtts.append(rtt)
         print("%5d %10.0f %10.0f %9d %13d %13.3f / %.3f %15.3f / %.3f" % (
@@ -341,7 +354,7 @@ def main() -> int:
     for name, label in (("client", "to a sender of another client process"), ("server", "to a sender on the server")):
         print("  %-44s %s / %s / %s" % (label, *(
             "%.3f" % statistics.median(r[name][field] for r in rtts) for field in ("p50", "p99", "max"))))
-    _pairs.table(rows, " (bench/tcp.py)")
+    _pairs.table(rows + cpu_rows, " (bench/tcp.py)")
     print("(%.1f s in all)" % (time.monotonic() - started))
     return 0
 

@@ -24,6 +24,7 @@ from ._client import ClientRouter
 from ._codec import Status
 from ._codec import make_reply
 from ._codec import reply_error
+from ._json import compact_encoder
 from ._errors import AccessDeniedError
 from ._errors import ArgumentTypeError
 from ._errors import CarrierError
@@ -113,6 +114,7 @@ __all__ = [
     "Status",
     "make_reply",
     "reply_error",
+    "compact_encoder",
     "worth_logging",
     "DropOldestBuffer",
 ]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import RemoteAccessError, RemoteError, RemoteLookupError, RemoteNameError, RemoteTimeoutError
+from ._json import compact_encoder
 
 __all__ = [
     "Status",
@@ -191,7 +192,7 @@ def encode(message: dict[str, Any]) -> bytes:
 
 
 #: One encoder for every frame: ``json.dumps`` with options builds a new one per call.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_ENCODE = compact_encoder(allow_nan=False)
 
 
 def is_reply(message: dict[str, Any]) -> bool:
