@@ -223,11 +223,16 @@ class Connection:
         return events
 
     def _do(self, events: _Events) -> None:
-        """Carry out events (with the lock released)."""
+        """Carry out events (with the lock released); calls to dispatch go to the queue together."""
+        calls: list[dict[str, Any]] = []
         for event in events:
-            if isinstance(event, Dispatch):
-                self.calls.put(event.frame)
-            elif isinstance(event, Write):
+            if type(event) is Dispatch:
+                calls.append(event.frame)
+                continue
+            if calls:
+                self.calls.put_many(calls)
+                calls = []
+            if isinstance(event, Write):
                 self._send_direct(event.data)
             elif isinstance(event, Resolve):
                 if not event.token.done():
@@ -238,6 +243,8 @@ class Connection:
                 self.close(event.reason)
             elif isinstance(event, SendPing):
                 self.call(PING, ping=True)
+        if calls:
+            self.calls.put_many(calls)
 
     # -- sending ---------------------------------------------------------------
 
@@ -386,11 +393,13 @@ class Connection:
 
     def _dispatch_loop(self) -> None:
         try:
-            while True:
-                frame = self.calls.get()
-                if frame is None:
-                    break
-                self._run(frame)
+            running = True
+            while running:
+                for frame in self.calls.get_many():
+                    if frame is None:
+                        running = False
+                        break
+                    self._run(frame)
         finally:
             try:
                 self.on_closed(self)
