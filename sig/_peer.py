@@ -344,7 +344,9 @@ class Peer(Generic[T]):
             CarrierError: the connection is closed.
         """
         self._check_open()
-        return self._queue(_Outgoing(data, None, method))
+        idle = not (self.messages or self.replies or self.sending)
+        events = self._queue(_Outgoing(data, None, method))
+        return events if idle else []  # else the writer is awake already, or wakes for what is queued
 
     def forget(self, message_id: Any) -> list[Event[T]]:
         """Drop a call from the request table (its caller gave up, or it failed); a late reply is ignored."""

@@ -261,9 +261,14 @@ class ServerRouter(Router):
 
     def handle_signal(self, key: _Key, params: dict[str, Any]) -> None:
         """Fire an event of a sender the same client registered."""
-        info = param(params, "info", dict)
-        sender = ident_param(info, "sender")
-        event = ident_param(info, "event")
+        info = params.get("info")
+        if type(info) is not dict:
+            info = param(params, "info", dict)
+        sender, event = info.get("sender"), info.get("event")
+        if type(sender) is not str:  # a str is an identifier: the common case needs no more checks
+            sender = ident_param(info, "sender")
+        if type(event) is not str:
+            event = ident_param(info, "event")
         client = self._client(key)
         signal = client.signals.get((sender, event))  # type: ignore[arg-type]
         if signal is None:
