@@ -28,9 +28,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from ._carrier import log_failed_post
+from ._carrier import Carrier, log_failed_post
 from ._codec import DEFAULT_MAX_FRAME, BadFrame, encode
 from ._errors import CarrierError
 from ._limits import CallQueue, RequestGate
@@ -49,9 +49,6 @@ from ._peer import (
     Write,
     reply_frame,
 )
-
-if TYPE_CHECKING:
-    from ._carrier import Carrier
 
 __all__ = ["Stream", "Connection", "LEGACY_FRAME_LIMIT", "LEGACY_GAP"]
 
@@ -250,15 +247,28 @@ class Connection:
 
     def call(self, message: dict[str, Any], timeout: float | None = None, *, ping: bool = False) -> Future[Any]:
         """Send a message that wants a reply; the future gets the reply dict."""
+        future = self._call(message, timeout, ping, True)
+        assert future is not None
+        return future
+
+    def call_nowait(self, message: dict[str, Any]) -> Future[Any] | None:
+        """Like :meth:`call`, but None at once if the queue is full or the connection closed."""
+        return self._call(message, None, False, False)
+
+    def _call(self, message: dict[str, Any], timeout: float | None, ping: bool, wait: bool) -> Future[Any] | None:
         message_id = self.peer.new_id()
         future: Future[Any] = Future()
         try:
             frame = encode(dict(message, id=message_id))  # raises TypeError/ValueError in the caller's thread
             with self._lock:
+                if not wait and (self.peer.full or self.closed.is_set()):
+                    return None
                 if len(self.peer.messages) >= self.max_queue:
                     self._wait_for_room(timeout)
                 events = self._feed(self.peer.call(frame, message_id, future, str(message.get("method")), ping=ping))
         except Exception as exc:
+            if not wait:
+                return None
             future.set_exception(exc)
             return future
         future.add_done_callback(lambda _f: self._forget(message_id))
@@ -407,13 +417,41 @@ class Connection:
                 logger.exception("[%s] disconnect handling failed", self.name)
 
     def _run(self, frame: dict[str, Any]) -> None:
-        reply = self.carrier.handleRX(self.clientid, frame)
+        self._answer(frame, self.carrier.handleRX(self.clientid, frame))
+
+    def _answer(self, frame: dict[str, Any], reply: dict[str, Any] | None) -> None:
+        """Send the reply to a call that was run (none to a notification)."""
         if reply is None or not self.peer.wants_reply(frame):
             return
         data = reply_frame(reply)
         with self._lock:
             events = self._feed(self.peer.answer(frame, reply, data, time.monotonic()))
         self._do(events)
+
+    def forward(self, frame: dict[str, Any], done: Callable[[], None] | None = None) -> bool:
+        """Start a request the router only passes on (:attr:`Carrier.callback_forward`), from this thread.
+
+        Its reply is sent when it comes, then ``done()`` is called. False: nothing started (it is not
+        such a request, or the carrier handles messages its own way): run it on the pool.
+        """
+        carrier = self.carrier
+        start = carrier.callback_forward
+        if start is None or carrier.callback_rx is not None or not _plain_rx(type(carrier)):
+            return False
+
+        def answer(reply: dict[str, Any]) -> None:
+            try:
+                self._answer(frame, reply)
+            finally:
+                if done is not None:
+                    done()
+
+        return start(self.clientid, frame, answer)
+
+
+def _plain_rx(cls: type[Carrier]) -> bool:
+    """Whether a carrier class handles received messages as :class:`~sig.Carrier` does (not overridden)."""
+    return cls.handleRX is Carrier.handleRX and cls.handleRPC is Carrier.handleRPC
 
 
 def _nonblocking_send(stream: Any) -> Callable[[bytes], int] | None:

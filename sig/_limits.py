@@ -34,6 +34,9 @@ DEFAULT_MAX_CALLS = 1000
 class RequestGate:
     """Counts the requests of one peer that run or wait; refuses those over ``limit``.
 
+    A request the server only passes on to another peer is started at once, on the reader
+    (:meth:`~sig._connection.Connection.forward`); it counts until its reply is sent.
+
     Attributes:
         limit: most requests at once (None: no limit).
         refused: how many requests were refused so far.
@@ -50,7 +53,8 @@ class RequestGate:
         """Run ``frame`` (a request) on the connection's pool, or answer it with an error if over the limit."""
         limit = self.limit
         if limit is None:
-            conn.executor.submit(conn._run, frame)
+            if not conn.forward(frame):
+                conn.executor.submit(conn._run, frame)
             return
         with self._lock:
             over = self.pending >= limit
@@ -68,7 +72,8 @@ class RequestGate:
                 conn.send_reply(make_reply(frame.get("id"), Status.METHOD_FAILED, exc=error))
             return
         try:
-            conn.executor.submit(self._run, conn, frame)
+            if not conn.forward(frame, self._done):  # passed on at once (answered later), or run on the pool
+                conn.executor.submit(self._run, conn, frame)
         except RuntimeError:  # the pool is shut down (the carrier is stopping)
             self._done()
 

@@ -83,6 +83,11 @@ class _StreamCarrier(Carrier):
             return future
         return conn.call(message, timeout)
 
+    def call_nowait(self, clientid: ClientId, message: dict[str, Any]) -> Future[Any] | None:
+        """Like :meth:`call`, but None at once if not connected or the peer's queue is full."""
+        conn = self._connection(clientid)
+        return None if conn is None else conn.call_nowait(message)
+
     def post(self, clientid: ClientId, message: dict[str, Any]) -> None:
         """Send a notification (a signal): pipelined to sig peers, lock-step to 0.7.3 peers.
 
