@@ -19,6 +19,7 @@ import codecs
 import enum
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,9 +100,45 @@ class FrameDecoder:
         self._buffer = ""
         self._skipping = False  # inside an oversized frame, skipping to the next newline
         self._decoder = json.JSONDecoder()
+        self._scan: Callable[[str, int], tuple[Any, int]] = self._decoder.scan_once  # type: ignore[attr-defined]
+        self._held = False  # the UTF-8 decoder holds the start of a character split by the previous read
 
     def feed(self, data: bytes) -> list[dict[str, Any] | BadFrame]:
         """Add received bytes; return the complete messages (and bad frames) they finish."""
+        if not self._held:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:  # a character split by the read, or bad bytes: the careful way
+                pass
+            else:
+                if not self._buffer and not self._skipping and text[-1:] == "\n":
+                    lines = self._lines(text)
+                    if lines is not None:
+                        return lines
+                return self._feed_text(text)
+        out = self._feed_bytes(data)
+        self._held = bool(self._utf8.getstate()[0])
+        return out
+
+    def _lines(self, text: str) -> list[dict[str, Any] | BadFrame] | None:
+        """Whole lines of one object each (the usual case): their objects; None if any is otherwise."""
+        out: list[dict[str, Any] | BadFrame] = []
+        scan, limit = self._scan, self.max_frame
+        for line in text.split("\n"):
+            if not line:
+                continue
+            if len(line) > limit:
+                return None
+            try:
+                obj, end = scan(line, 0)
+            except (StopIteration, ValueError):
+                return None
+            if end != len(line) or type(obj) is not dict:
+                return None
+            out.append(obj)
+        return out
+
+    def _feed_bytes(self, data: bytes) -> list[dict[str, Any] | BadFrame]:
         out: list[dict[str, Any] | BadFrame] = []
         view, offset = memoryview(data), 0
         while True:

@@ -27,7 +27,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from typing import Any, Protocol
 
 from ._carrier import Carrier, log_failed_post
@@ -49,6 +49,7 @@ from ._peer import (
     Write,
     reply_frame,
 )
+from ._pool import WorkerPool
 
 __all__ = ["Stream", "Connection", "LEGACY_FRAME_LIMIT", "LEGACY_GAP"]
 
@@ -100,7 +101,7 @@ class Connection:
         stream: Stream,
         *,
         name: str,
-        executor: Executor,
+        executor: WorkerPool,
         on_closed: Callable[[Connection], None],
         max_frame: int = DEFAULT_MAX_FRAME,
         max_queue: int = 10000,

@@ -74,7 +74,7 @@ class RequestGate:
         try:
             if not conn.forward(frame, self._done):  # passed on at once (answered later), or run on the pool
                 conn.executor.submit(self._run, conn, frame)
-        except RuntimeError:  # the pool is shut down (the carrier is stopping)
+        except RuntimeError:  # no worker thread could be started: the request is not run
             self._done()
 
     def _run(self, conn: Connection, frame: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from .._carrier import Carrier, ClientId
@@ -19,6 +19,7 @@ from .._codec import CAPABILITIES, DEFAULT_MAX_FRAME, Status
 from .._connection import Connection, Stream
 from .._errors import AccessDeniedError, CarrierError, InvalidArgumentError
 from .._limits import DEFAULT_MAX_CALLS, DEFAULT_MAX_PENDING_REQUESTS, QueueOverflow
+from .._pool import WorkerPool
 
 __all__ = ["StreamServerCarrier", "StreamClientCarrier"]
 
@@ -46,7 +47,7 @@ class _StreamCarrier(Carrier):
         self.max_queue = max_queue
         self.ping_interval = ping_interval
         self.call_timeout = call_timeout
-        self._executor = ThreadPoolExecutor(max_workers=request_workers, thread_name_prefix="sig-request")
+        self._executor = WorkerPool(request_workers, "sig-request")
 
     def _connection(self, clientid: ClientId) -> Connection | None:
         raise NotImplementedError
