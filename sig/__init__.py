@@ -25,6 +25,7 @@ from ._codec import Status
 from ._codec import make_reply
 from ._codec import reply_error
 from ._json import compact_encoder
+from ._pool import WorkerPool
 from ._errors import AccessDeniedError
 from ._errors import ArgumentTypeError
 from ._errors import CarrierError
@@ -115,6 +116,7 @@ __all__ = [
     "make_reply",
     "reply_error",
     "compact_encoder",
+    "WorkerPool",
     "worth_logging",
     "DropOldestBuffer",
 ]

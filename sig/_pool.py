@@ -11,12 +11,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any
 
 __all__ = ["WorkerPool"]
 
 logger = logging.getLogger("sig.pool")
+
+
+def _stop() -> None:
+    """Ends the worker thread that takes it (:meth:`WorkerPool.shutdown`)."""
+
+
+_STOP: tuple[Callable[..., Any], tuple[Any, ...]] = (_stop, ())
 
 
 class WorkerPool:
@@ -34,13 +41,16 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._idle = 0  # threads that finished a task and will take the next one without another start
         self._threads = 0
+        self.closed = False
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on a worker thread (what it raises is logged).
 
         Raises:
-            RuntimeError: no thread could be started for it (then it does not run).
+            RuntimeError: the pool is shut down, or no thread could be started for it (then it does not run).
         """
+        if self.closed:
+            raise RuntimeError("the worker pool %s is shut down" % self.name)
         with self._lock:
             if self._idle:
                 self._idle -= 1
@@ -59,6 +69,19 @@ class WorkerPool:
                 raise
         self._tasks.put((fn, args))
 
+    def shutdown(self) -> None:
+        """Take no more tasks, drop those waiting, and let the threads end (after their task, if busy)."""
+        with self._lock:
+            self.closed = True
+            threads = self._threads
+        try:
+            while True:
+                self._tasks.get_nowait()
+        except Empty:
+            pass
+        for _ in range(threads):
+            self._tasks.put(_STOP)
+
     @property
     def threads(self) -> int:
         """How many worker threads were started."""
@@ -68,6 +91,8 @@ class WorkerPool:
         tasks, lock = self._tasks, self._lock
         while True:
             fn, args = tasks.get()
+            if fn is _stop:
+                return
             try:
                 fn(*args)
             except BaseException:

@@ -10,6 +10,7 @@ twice: the responder remembers recent ids and sends the same reply again.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -21,12 +22,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from sig import CarrierError, RequestTimeout, Status, make_reply, reply_error
 
-from ._link import properties
+from ._packets import publish_properties
 from ._payload import decode_data, encode_json
 from ._topics import is_topic_name
 
@@ -56,6 +56,8 @@ class Rpc:
         self._pending: dict[str, Future[dict[str, Any]]] = {}
         self._answered: OrderedDict[tuple[Any, Any], dict[str, Any] | None] = OrderedDict()
         self._lock = threading.Lock()
+        self._nonce = uuid.uuid4().hex[:12]  # this Rpc's own: correlations never repeat across restarts
+        self._ids = itertools.count(1)
 
     # -- requester ----------------------------------------------------------------------
 
@@ -66,18 +68,17 @@ class Rpc:
             RequestTimeout: no reply in ``timeout`` seconds.
             RemoteError: the reply says the far side failed.
         """
-        correlation = uuid.uuid4().hex
+        correlation = "%s-%d" % (self._nonce, next(self._ids))
         future: Future[dict[str, Any]] = Future()
         self._pending[correlation] = future
         try:
             if v5:
-                props = properties(PacketTypes.PUBLISH, ResponseTopic=self.reply_topic,
-                                   CorrelationData=correlation.encode("ascii"),
-                                   MessageExpiryInterval=max(1, math.ceil(timeout)))
-                self._publish(topic, encode_json(params), 1, False, properties=props)
+                props = publish_properties(ResponseTopic=self.reply_topic, CorrelationData=correlation.encode("ascii"),
+                                           MessageExpiryInterval=max(1, math.ceil(timeout)))
+                self._publish(topic, encode_json(params), 1, False, properties=props, now=True)
             else:
                 envelope = {"id": correlation, "reply_to": self.reply_topic, "params": params}
-                self._publish(topic, encode_json(envelope), 1, False)
+                self._publish(topic, encode_json(envelope), 1, False, now=True)
             try:
                 reply = future.result(timeout)
             except FutureTimeout:
@@ -159,12 +160,12 @@ class Rpc:
     def _send(self, reply_to: str, reply: dict[str, Any], correlation: Any) -> None:
         props = None
         if correlation is not None and self._protocol() == 5:
-            props = properties(PacketTypes.PUBLISH, CorrelationData=correlation)
+            props = publish_properties(CorrelationData=correlation)
         try:
             payload = encode_json(reply)
         except (TypeError, ValueError) as exc:
             payload = encode_json(make_reply(None, Status.METHOD_FAILED, exc=ValueError("reply is not JSON: %s" % exc)))
         try:
-            self._publish(reply_to, payload, 1, False, buffer=True, properties=props)
+            self._publish(reply_to, payload, 1, False, buffer=True, properties=props, now=True)
         except CarrierError as exc:
             logger.warning("reply to %s not sent: %s", reply_to, exc)

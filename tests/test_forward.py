@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -63,18 +63,25 @@ def in_thread(fn: Any, *args: Any) -> Future[Any]:
     return future
 
 
+def waiting_handler(result: str) -> tuple[Callable[[Any], str], threading.Event, threading.Event]:
+    """A request handler that answers ``result`` once released; and the events: it runs, release it."""
+    running, release = threading.Event(), threading.Event()
+
+    def handler(params: Any) -> str:
+        running.set()
+        release.wait(10.0)
+        return result
+
+    return handler, running, release
+
+
 def test_a_forwarded_request_needs_no_free_server_pool_thread(sites: list[Site]) -> None:
     site = Site(request_workers=1)
     sites.append(site)
-    release, holding = threading.Event(), threading.Event()
-
-    def hold(params: Any) -> str:
-        holding.set()
-        release.wait(10.0)
-        return "held"
-
+    hold, holding, release = waiting_handler("held")
     site.server.addSender("busy", ["e"], requests={"hold": hold})  # runs on the server's only pool thread
     holder, device, asker = site.client(), site.client(), site.client()
+
     def fail(params: Any) -> None:
         raise ValueError("no such thing")
 
@@ -99,13 +106,7 @@ def test_a_forwarded_request_whose_sender_leaves_fails_as_name_error_and_frees_i
 ) -> None:
     site = Site(max_pending_requests=1)
     sites.append(site)
-    release, answering = threading.Event(), threading.Event()
-
-    def slow(params: Any) -> str:
-        answering.set()
-        release.wait(10.0)
-        return "late"
-
+    slow, answering, release = waiting_handler("late")
     device, other, asker = site.client(), site.client(), site.client()
     device.addRemoteSender("device", ["e"], requests={"slow": slow})
     other.addRemoteSender("other", ["e"], requests={"echo": lambda p: p})

@@ -54,3 +54,24 @@ def test_a_failing_task_is_logged_and_its_thread_goes_on(caplog: Any) -> None:
     assert "boom" in caplog.text and pool.threads == 1
     with pytest.raises(ValueError):
         WorkerPool(0)
+
+
+def test_shutdown_drops_waiting_tasks_refuses_new_ones_and_ends_the_threads() -> None:
+    pool = WorkerPool(1, "test-pool-shutdown")
+    release, started = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def block() -> None:
+        started.set()
+        release.wait(10.0)
+        ran.append("block")
+
+    pool.submit(block)
+    assert started.wait(5.0)
+    pool.submit(lambda: ran.append("dropped"))
+    pool.shutdown()
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.submit(lambda: ran.append("refused"))
+    release.set()
+    assert wait_until(lambda: "test-pool-shutdown_0" not in {t.name for t in threading.enumerate()}, 5.0)
+    assert ran == ["block"]
