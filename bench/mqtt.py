@@ -243,6 +243,34 @@ def role_raw_responder(args: argparse.Namespace) -> None:
     client.loop_stop()
 
 
+def role_hop_responder(args: argparse.Namespace) -> None:
+    """The raw responder, but each request runs on a worker thread, as sig's design wants (no user code on
+    paho's network thread): the least that hand-off costs, without anything else of sig."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    client = _paho(args.port, "hop-responder", nodelay=args.nodelay)
+    loads, dumps = json.loads, json.JSONEncoder(separators=(",", ":")).encode
+    requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def worker() -> None:
+        while True:
+            message = requests.get()
+            request = message.properties
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.CorrelationData = request.CorrelationData
+            reply = dumps({"status": 0, "response": loads(message.payload)})
+            client.publish(request.ResponseTopic, reply.encode(), 1, properties=props)
+
+    threading.Thread(target=worker, daemon=True).start()
+    client.on_message = lambda c, u, message: requests.put(message)
+    _subscribe(client, REQUEST_TOPIC, 1)
+    report("READY")
+    wait_for_stdin_line(CHILD_TIMEOUT * 3)
+    client.disconnect()
+    client.loop_stop()
+
+
 def role_raw_requester(args: argparse.Namespace) -> None:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
@@ -366,6 +394,8 @@ ROLES = {
     "raw-pub": role_raw_pub,
     "raw-responder": role_raw_responder,
     "raw-requester": role_raw_requester,
+    "hop-responder": role_hop_responder,
+    "hop-requester": role_raw_requester,
     "sig-sub": role_sig_sub,
     "sig-pub": role_sig_pub,
     "sig-responder": role_sig_responder,

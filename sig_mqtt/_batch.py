@@ -113,6 +113,7 @@ class BatchingClient(paho.Client):
     batch: Batch | None = None
     batch_limit = 256
     _woken = False  # a wake-up byte is on the socketpair since the loop's round began
+    _reading = False  # the network thread is in loop_read
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -127,6 +128,15 @@ class BatchingClient(paho.Client):
             yield
         finally:
             self._now.on = False
+
+    def publish_now(self, *args: Any) -> paho.MQTTMessageInfo:
+        """``publish(*args)`` inside :meth:`writing_now`."""
+        now = self._now
+        now.on = True
+        try:
+            return self.publish(*args)
+        finally:
+            now.on = False
 
     def _packet_write(self) -> MQTTErrorCode:
         with self.write_lock:
@@ -179,6 +189,8 @@ class BatchingClient(paho.Client):
                                  "to_process": len(packet), "packet": packet, "info": info})
         if getattr(self._now, "on", False) and self._write_now():
             return MQTTErrorCode.MQTT_ERR_SUCCESS
+        if self._reading and threading.current_thread() is self._thread:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS  # an acknowledgement: written when the read ends
         wake = self._sockpairW
         if wake is not None and not self._woken:
             self._woken = True
@@ -194,6 +206,7 @@ class BatchingClient(paho.Client):
         if batch is None:
             return super().loop_read(max_packets)
         batch.begin()
+        self._reading = True
         try:
             read = self._packet_read
             for _ in range(self.batch_limit):
@@ -204,6 +217,8 @@ class BatchingClient(paho.Client):
                     return self._loop_rc_handle(rc)
                 if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                     break
-            return MQTTErrorCode.MQTT_ERR_SUCCESS
         finally:
+            self._reading = False
             batch.end()
+        # What the read queued (PUBACKs, ...) goes now, not after another round of the loop.
+        return self.loop_write() if self._out_packet and self._sock is not None else MQTTErrorCode.MQTT_ERR_SUCCESS

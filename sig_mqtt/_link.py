@@ -199,11 +199,8 @@ class MqttLink:
         with self._lock:
             self._outstanding += 1
         try:
-            if now and isinstance(client, BatchingClient):
-                with client.writing_now():
-                    info = client.publish(topic, payload, min(qos, self.subacks.max_qos), retain, properties)
-            else:
-                info = client.publish(topic, payload, min(qos, self.subacks.max_qos), retain, properties)
+            publish = client.publish_now if now and isinstance(client, BatchingClient) else client.publish
+            info = publish(topic, payload, min(qos, self.subacks.max_qos), retain, properties)
         except Exception:
             self._done()
             raise

@@ -58,6 +58,7 @@ class Rpc:
         self._lock = threading.Lock()
         self._nonce = uuid.uuid4().hex[:12]  # this Rpc's own: correlations never repeat across restarts
         self._ids = itertools.count(1)
+        self._reply_topics: set[str] = set()  # reply topics found usable
 
     # -- requester ----------------------------------------------------------------------
 
@@ -121,7 +122,7 @@ class Rpc:
             reply_to, request_id, params = params["reply_to"], params["id"], params.get("params")
         else:
             reply_to, request_id = response_topic, correlation
-        if not is_topic_name(reply_to):
+        if reply_to not in self._reply_topics and not self._usable(reply_to):
             # Mosquitto drops a client that publishes on such a topic (and paho would
             # send the QoS 1 reply again on every reconnect): answer nobody.
             logger.warning("%s names no usable reply topic (%.80r): answered nobody", what, reply_to)
@@ -156,6 +157,15 @@ class Rpc:
                 if key in self._answered:
                     self._answered[key] = reply
         self._send(reply_to, reply, None if envelope else correlation)
+
+    def _usable(self, reply_to: Any) -> bool:
+        """Whether a reply can go to ``reply_to`` (remembered: requesters use the same topic again)."""
+        if not is_topic_name(reply_to):
+            return False
+        if len(self._reply_topics) >= _DEDUP:
+            self._reply_topics.clear()
+        self._reply_topics.add(reply_to)
+        return True
 
     def _send(self, reply_to: str, reply: dict[str, Any], correlation: Any) -> None:
         props = None

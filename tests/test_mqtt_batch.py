@@ -161,6 +161,20 @@ def test_writing_now_leaves_qos0_publishes_and_a_busy_writer_to_the_network_thre
         wire.close()
 
 
+def test_what_the_network_thread_queues_while_reading_is_written_when_the_read_ends() -> None:
+    wire = Wire()
+    try:
+        wire.client._thread = threading.current_thread()  # this thread plays the network thread
+        wire.client._reading = True
+        wire.queue(b"puback", 0, command=paho.PUBACK)
+        assert not wire.woken() and wire.received() == b""  # no wake-up of its own loop
+        wire.client._reading = False
+        wire.client.loop_write()  # what loop_read does once the socket is read dry
+        assert wire.received() == b"puback" and not wire.client._out_packet
+    finally:
+        wire.close()
+
+
 # -- request properties packed at once -------------------------------------------------------------------------
 
 
