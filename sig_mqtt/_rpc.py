@@ -17,8 +17,6 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -40,6 +38,37 @@ Publish = Callable[..., None]
 _DEDUP = 1024  # recent request ids a responder remembers
 
 
+class _Waiter:
+    """One pending request: a plain lock its requester waits on (a Future's Condition costs more on
+    both sides of the hand-off from paho's thread); the first reply or failure counts."""
+
+    __slots__ = ("_lock", "_value")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._value: dict[str, Any] | Exception | None = None
+
+    def set(self, value: dict[str, Any] | Exception) -> None:
+        if self._value is None:
+            self._value = value
+            try:
+                self._lock.release()
+            except RuntimeError:  # released already (two replies at once)
+                pass
+
+    fail = set
+
+    def wait(self, timeout: float) -> dict[str, Any] | None:
+        """The reply; None after ``timeout`` seconds; raises the failure."""
+        if not self._lock.acquire(timeout=timeout):
+            return None
+        value = self._value
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+
 class Rpc:
     """Pending requests of one node, and the replies it sent lately.
 
@@ -53,7 +82,7 @@ class Rpc:
         self.reply_topic = reply_topic
         self._publish = publish
         self._protocol = protocol
-        self._pending: dict[str, Future[dict[str, Any]]] = {}
+        self._pending: dict[str, _Waiter] = {}
         self._answered: OrderedDict[tuple[Any, Any], dict[str, Any] | None] = OrderedDict()
         self._lock = threading.Lock()
         self._nonce = uuid.uuid4().hex[:12]  # this Rpc's own: correlations never repeat across restarts
@@ -70,8 +99,8 @@ class Rpc:
             RemoteError: the reply says the far side failed.
         """
         correlation = "%s-%d" % (self._nonce, next(self._ids))
-        future: Future[dict[str, Any]] = Future()
-        self._pending[correlation] = future
+        waiter = _Waiter()
+        self._pending[correlation] = waiter
         try:
             if v5:
                 props = publish_properties(ResponseTopic=self.reply_topic, CorrelationData=correlation.encode("ascii"),
@@ -80,10 +109,9 @@ class Rpc:
             else:
                 envelope = {"id": correlation, "reply_to": self.reply_topic, "params": params}
                 self._publish(topic, encode_json(envelope), 1, False, now=True)
-            try:
-                reply = future.result(timeout)
-            except FutureTimeout:
-                raise RequestTimeout("no reply to %s in %.1f s" % (what, timeout)) from None
+            reply = waiter.wait(timeout)
+            if reply is None:
+                raise RequestTimeout("no reply to %s in %.1f s" % (what, timeout))
         finally:
             self._pending.pop(correlation, None)
         if reply.get("status") != Status.OK:
@@ -97,17 +125,16 @@ class Rpc:
             correlation = correlation.decode("ascii", "replace")
         if correlation is None:
             correlation = body.get("id")
-        future = self._pending.get(correlation) if isinstance(correlation, str) else None
-        if future is None:
+        waiter = self._pending.get(correlation) if isinstance(correlation, str) else None
+        if waiter is None:
             logger.debug("reply to an unknown or expired request: %.100r", correlation)
-        elif not future.done():
-            future.set_result(body)
+        else:
+            waiter.set(body)
 
     def fail_all(self, error: Exception) -> None:
         """Fail every pending request (the broker is gone)."""
-        for future in list(self._pending.values()):
-            if not future.done():
-                future.set_exception(error)
+        for waiter in list(self._pending.values()):
+            waiter.fail(error)
 
     # -- responder ----------------------------------------------------------------------------
 
