@@ -111,14 +111,29 @@ class FrameDecoder:
             except UnicodeDecodeError:  # a character split by the read, or bad bytes: the careful way
                 pass
             else:
-                if not self._buffer and not self._skipping and text[-1:] == "\n":
-                    lines = self._lines(text)
+                if not self._skipping:
+                    lines = self._whole_lines(text)
                     if lines is not None:
                         return lines
                 return self._feed_text(text)
         out = self._feed_bytes(data)
         self._held = bool(self._utf8.getstate()[0])
         return out
+
+    def _whole_lines(self, text: str) -> list[dict[str, Any] | BadFrame] | None:
+        """The objects of the whole lines the buffer and ``text`` hold, keeping the unfinished one after
+        them; None (nothing done) if they are not all plain, or if what follows may be a whole object."""
+        buf = self._buffer + text if self._buffer else text
+        cut = buf.rfind("\n") + 1
+        if not cut:
+            return None
+        rest = buf[cut:]
+        if rest and (len(rest) > self.max_frame or rest.rstrip(_WS)[-1:] == "}"):
+            return None  # too large, or maybe a whole object without a newline (0.7.3): the careful way
+        lines = self._lines(buf[:cut] if rest else buf)
+        if lines is not None:
+            self._buffer = rest
+        return lines
 
     def _lines(self, text: str) -> list[dict[str, Any] | BadFrame] | None:
         """Whole lines of one object each (the usual case): their objects; None if any is otherwise."""

@@ -286,14 +286,17 @@ class Connection:
 
         A 0.7.3 peer always replies, so it gets an id; a failed reply is logged.
         """
-        if not self.pipelined:
+        peer = self.peer
+        if "pipeline" not in peer.capabilities:
             self.call(message, timeout).add_done_callback(log_failed_post)
             return
         frame = encode(message)  # raises TypeError/ValueError in the caller's thread
         with self._lock:
-            if len(self.peer.messages) >= self.max_queue:
+            if len(peer.messages) >= self.max_queue:
                 self._wait_for_room(timeout)
-            self._feed(self.peer.post(frame, str(message.get("method"))))
+            events = peer.post(frame, str(message.get("method")))
+            if events or self._drainers:
+                self._feed(events)
 
     def send_reply(self, reply: dict[str, Any]) -> None:
         """Queue a reply; replies go before waiting messages and need no room."""
@@ -418,7 +421,9 @@ class Connection:
                 logger.exception("[%s] disconnect handling failed", self.name)
 
     def _run(self, frame: dict[str, Any]) -> None:
-        self._answer(frame, self.carrier.handleRX(self.clientid, frame))
+        reply = self.carrier.handleRX(self.clientid, frame)
+        if reply is not None and ("id" in frame or "pipeline" not in self.peer.capabilities):
+            self._answer(frame, reply)
 
     def _answer(self, frame: dict[str, Any], reply: dict[str, Any] | None) -> None:
         """Send the reply to a call that was run (none to a notification)."""

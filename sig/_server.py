@@ -271,7 +271,7 @@ class ServerRouter(Router):
             sender = ident_param(info, "sender")
         if type(event) is not str:
             event = ident_param(info, "event")
-        client = self._client(key)
+        client = self._clients.get(key) or self._client(key)
         signal = client.signals.get((sender, event))  # type: ignore[arg-type]
         if signal is None:
             if sender not in client.senders:

@@ -531,12 +531,17 @@ def test_client_that_stops_reading_is_dropped_not_waited_for(rig: Rig, siglog: A
     payload = "p" * 2000
     sent = 0
     deadline = time.monotonic() + 30.0
-    # Bursts the size of the queue, each one delivered to the healthy client before the next.
-    while rig.server_clients() == 3 and time.monotonic() < deadline and sent < 20000:
-        for _ in range(MAX_QUEUE // 2):
+    # Bursts the size of the queue, each one delivered to the healthy client before the next; after
+    # 20,000 events a trickle (10 events every 50 ms: pacing, not settling), so that the server goes on
+    # checking the stuck queue: a fast server sends 20,000 events in less than the stall timeout, and
+    # the check runs when an event is queued for that client.
+    while rig.server_clients() == 3 and time.monotonic() < deadline:
+        for _ in range(MAX_QUEUE // 2 if sent < 20000 else 10):
             flood.trigger({"n": sent, "pad": payload})
             sent += 1
         rec.wait_for(sent, timeout=10.0)
+        if sent >= 20000:
+            time.sleep(0.05)
     assert rig.server_clients() == 2, "the slow client was never dropped (%d events sent)" % sent
     wait_logged(siglog, "peer is not reading", logging.INFO)
     # A few more after the drop; then the healthy client has every event, in order.
