@@ -257,14 +257,33 @@ def _signal_frame(params: Any) -> bytes | None:
     if type(params) is not dict:
         return None
     info, data = params.get("info"), params.get("data")
-    if len(params) == 2 and "data" in params and type(info) is dict:
-        return b'{"method":"signal","params":{"info":%b,"data":%b}}\n' % (
-            _ENCODE(info).encode("utf-8"), _ENCODE(data).encode("utf-8"))
+    if type(info) is not dict or "data" not in params:
+        return None
+    if len(params) == 2:
+        return b'{"method":"signal","params":{"info":%b,"data":%b}}\n' % (_info(info), _ENCODE(data).encode("utf-8"))
     listener_id = params.get("listener_id")
-    if len(params) == 3 and "data" in params and type(info) is dict and type(listener_id) is int:
+    if len(params) == 3 and type(listener_id) is int:
         return b'{"method":"signal","params":{"listener_id":%d,"info":%b,"data":%b}}\n' % (
-            listener_id, _ENCODE(info).encode("utf-8"), _ENCODE(data).encode("utf-8"))
+            listener_id, _info(info), _ENCODE(data).encode("utf-8"))
     return None
+
+
+#: Encoded ``info`` dicts by their items: a signal's info is the same (sender, event) every time.
+_INFOS: dict[tuple[tuple[Any, Any], ...], bytes] = {}
+
+
+def _info(info: dict[str, Any]) -> bytes:
+    """``info`` encoded; remembered by its items (in order: their encoding depends on it)."""
+    try:
+        key = tuple(info.items())
+        return _INFOS[key]
+    except KeyError:
+        if len(_INFOS) >= 4096:
+            _INFOS.clear()
+        encoded = _INFOS[key] = _ENCODE(info).encode("utf-8")
+        return encoded
+    except TypeError:  # a value that cannot be a key (a list ...): encoded each time
+        return _ENCODE(info).encode("utf-8")
 
 
 def is_reply(message: dict[str, Any]) -> bool:
