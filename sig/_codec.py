@@ -268,22 +268,26 @@ def _signal_frame(params: Any) -> bytes | None:
     return None
 
 
-#: Encoded ``info`` dicts by their items: a signal's info is the same (sender, event) every time.
-_INFOS: dict[tuple[tuple[Any, Any], ...], bytes] = {}
+#: Encoded ``info`` dicts of a sender and an event, each a str or an int (keyed with their types:
+#: ``1 == 1.0 == True`` in a dict key, not in JSON).
+_INFOS: dict[tuple[type, Any, type, Any], bytes] = {}
+_PLAIN = (str, int)
 
 
 def _info(info: dict[str, Any]) -> bytes:
-    """``info`` encoded; remembered by its items (in order: their encoding depends on it)."""
-    try:
-        key = tuple(info.items())
-        return _INFOS[key]
-    except KeyError:
-        if len(_INFOS) >= 4096:
-            _INFOS.clear()
-        encoded = _INFOS[key] = _ENCODE(info).encode("utf-8")
-        return encoded
-    except TypeError:  # a value that cannot be a key (a list ...): encoded each time
-        return _ENCODE(info).encode("utf-8")
+    """``info`` encoded; the usual ``{"sender": s, "event": e}`` once per (s, e)."""
+    if len(info) == 2 and next(iter(info)) == "sender":
+        sender, event = info["sender"], info.get("event")
+        sender_type, event_type = type(sender), type(event)
+        if sender_type in _PLAIN and event_type in _PLAIN:
+            key = (sender_type, sender, event_type, event)
+            encoded = _INFOS.get(key)
+            if encoded is None:
+                if len(_INFOS) >= 4096:
+                    _INFOS.clear()
+                encoded = _INFOS[key] = _ENCODE(info).encode("utf-8")
+            return encoded
+    return _ENCODE(info).encode("utf-8")
 
 
 def is_reply(message: dict[str, Any]) -> bool:

@@ -1,4 +1,4 @@
-"""sig.compact_encoder: the bytes of json.dumps(value, separators=(",", ":")), errors included."""
+"""sig.compact_encoder and signal frames: the bytes of json.dumps(value, separators=(",", ":")), errors included."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sig
+from sig._codec import encode
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
@@ -59,3 +60,21 @@ def test_circular_values_and_unsupported_types_raise_as_json_does() -> None:
     deep = {"deep": [[[[[[{"k": "é"}]]]]]]}
     assert encode(deep) == json.dumps(deep, separators=(",", ":"))
     assert encode("é") == '"\\u00e9"' and encode(7) == "7" and encode(True) == "true"
+
+
+idents = st.one_of(st.text(max_size=5), st.integers(-3, 3), st.floats(-3, 3, allow_nan=False), st.booleans())
+
+
+@settings(max_examples=500, deadline=None)
+@given(infos=st.lists(st.dictionaries(st.sampled_from(["sender", "event", "retained"]), idents, max_size=3),
+                      min_size=1, max_size=8),
+       listener_id=st.one_of(st.none(), st.integers(1, 9)))
+def test_signal_frames_are_json_dumps_of_the_message_even_when_infos_repeat(
+        infos: list[dict[str, Any]], listener_id: int | None) -> None:
+    """Frames of signals reuse the encoding of an info seen before: never one of another (1 vs 1.0 vs True)."""
+    for data, info in enumerate(infos + infos[::-1]):
+        params: dict[str, Any] = {"info": info, "data": data}
+        if listener_id is not None:
+            params = {"listener_id": listener_id, **params}
+        message = {"method": "signal", "params": params}
+        assert encode(message) == (json.dumps(message, separators=(",", ":")) + "\n").encode()
