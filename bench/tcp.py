@@ -19,6 +19,11 @@ first in even ones; fresh processes each time); every round is printed. Then iss
 
 - sig signals/s / raw signals/s: >= 0.4 (median of the pairs), 0 lost and order kept in every round
 - request round trip p50 through the server to another client's sender: <= 0.25 ms in every round
+- the least a hop costs on this machine at that moment: the p50 round trip between two processes over
+  loopback TCP and between two threads (a Future another thread resolves), and the wake-ups a request
+  via another client cannot do without (requester -> server -> responder and back: two process round
+  trips; the responder's hand-off to a request thread and the reply's to the waiting caller: one thread
+  round trip). On a quiet VM each of those costs tens of µs more than on a busy one (idle CPUs wake slowly)
 - CPU µs per signal of each party (sender, server or relay, listener; ``time.process_time`` in the
   sender and the listener, ``/proc/PID/stat`` for the server): no goal, but less noisy than signals/s
 
@@ -31,11 +36,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import socket
 import statistics
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any
 
 import _children  # bench/_children.py: child processes that report TAG {json} lines
@@ -223,6 +230,61 @@ def role_sig_requester(port: int, count: int, warmup: int) -> None:
     carrier.disconnect()
 
 
+def role_echo() -> None:
+    """Echo what arrives on one TCP connection (the least a hop between processes costs)."""
+    server = _listen()
+    report("READY", port=server.getsockname()[1])
+    conn, _ = server.accept()
+    _nodelay(conn)
+    with conn:
+        while True:
+            data = conn.recv(4096)
+            if not data:
+                return
+            conn.sendall(data)
+
+
+def _p50(times: list[float]) -> float:
+    times.sort()
+    return times[len(times) // 2] * 1e6
+
+
+def floor_round_trips(children: list[Child], count: int = 2000) -> tuple[float, float]:
+    """p50 µs of a round trip between two processes over loopback TCP, and between two threads
+    (a Future resolved by another thread, as a reply wakes a waiting caller): what each hop costs
+    on this machine now, before any of sig's own work."""
+    echo = Child("echo")
+    children.append(echo)
+    sock = _nodelay(socket.create_connection((HOST, echo.expect("READY")["port"]), timeout=CHILD_TIMEOUT))
+    clock = time.perf_counter
+    times = []
+    with sock:
+        for _ in range(count):
+            start = clock()
+            sock.sendall(b"x" * 60)
+            sock.recv(4096)
+            times.append(clock() - start)
+    process = _p50(times)
+    requests: queue.SimpleQueue[Future[int] | None] = queue.SimpleQueue()
+
+    def serve() -> None:
+        while (future := requests.get()) is not None:
+            future.set_result(1)
+
+    worker = threading.Thread(target=serve, daemon=True)
+    worker.start()
+    times = []
+    for _ in range(count):
+        future: Future[int] = Future()
+        start = clock()
+        requests.put(future)
+        future.result(CHILD_TIMEOUT)
+        times.append(clock() - start)
+    requests.put(None)
+    worker.join(CHILD_TIMEOUT)
+    return process, _p50(times)
+
+
 ROLES = {
     "raw-listener": lambda a: role_raw_listener(a.n),
     "raw-relay": lambda a: role_raw_relay(a.port),
@@ -232,6 +294,7 @@ ROLES = {
     "sig-sender": lambda a: role_sig_sender(a.port, a.n),
     "sig-responder": lambda a: role_sig_responder(a.port),
     "sig-requester": lambda a: role_sig_requester(a.port, a.requests, a.warmup),
+    "echo": lambda a: role_echo(),
 }
 
 
@@ -325,6 +388,13 @@ def main() -> int:
         _pairs.Row("TCP request p50 ms, client -> server -> other client's sender", "<= 0.25 ms on every round",
                    lambda r, s: max(s) <= 0.25, fmt="%.3f"),
     ]
+    floor_rows = [
+        _pairs.Row("round trip p50 us between two processes, loopback TCP (no goal)", "", lambda r, s: True,
+                   fmt="%.1f"),
+        _pairs.Row("round trip p50 us between two threads, Future (no goal)", "", lambda r, s: True, fmt="%.1f"),
+        _pairs.Row("least wake-ups of a request via another client, ms: 2 process + 1 thread round trips "
+                   "(no goal)", "", lambda r, s: True, fmt="%.3f"),
+    ]
     cpu_rows = [_pairs.Row("CPU us per signal, %s (no goal)" % side, "", lambda r, s: True, fmt="%.2f")
                 for side in ("sender (raw: NDJSON writer)", "server (raw: relay)", "listener (raw: json.loads)")]
     for round_ in range(1, args.rounds + 1):
@@ -340,6 +410,15 @@ def main() -> int:
                     child.kill()
         rows[0].add(rate(raws[-1]), rate(sig_result))
         rows[1].add(None, rtt["client"]["p50"])
+        children = []
+        try:
+            process_rtt, thread_rtt = floor_round_trips(children)
+        finally:
+            for child in children:
+                child.kill()
+        floor_rows[0].add(None, process_rtt)
+        floor_rows[1].add(None, thread_rtt)
+        floor_rows[2].add(None, (2 * process_rtt + thread_rtt) / 1e3)
         for index, row in enumerate(cpu_rows):
             row.add(raws[-1]["cpus"][index] / args.n * 1e6, sig_result["cpus"][index] / args.n * 1e6)
         sigs.append(sig_result)
@@ -354,7 +433,7 @@ def main() -> int:
     for name, label in (("client", "to a sender of another client process"), ("server", "to a sender on the server")):
         print("  %-44s %s / %s / %s" % (label, *(
             "%.3f" % statistics.median(r[name][field] for r in rtts) for field in ("p50", "p99", "max"))))
-    _pairs.table(rows + cpu_rows, " (bench/tcp.py)")
+    _pairs.table(rows + floor_rows + cpu_rows, " (bench/tcp.py)")
     print("(%.1f s in all)" % (time.monotonic() - started))
     return 0
 
