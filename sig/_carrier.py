@@ -28,7 +28,7 @@ from typing import Any
 from ._codec import Status, make_reply
 from ._errors import AccessDeniedError, CarrierError
 
-__all__ = ["Carrier", "ClientId", "RpcMethod", "log_failed_post", "rpc_reply"]
+__all__ = ["Carrier", "ClientId", "RpcMethod", "log_failed_post", "log_method_failure", "rpc_reply"]
 
 logger = logging.getLogger("sig.carrier")
 
@@ -212,14 +212,19 @@ def rpc_reply(
     """Run ``fn(clientid, params)``, the RPC method ``method``, and return its reply (never raises)."""
     try:
         response = fn(clientid, params)
-    except AccessDeniedError as exc:  # authentication or ACL: status -4 (the text holds no secret)
-        logger.warning("method %r from %r refused: %s", method, clientid, exc)
-        return make_reply(message_id, Status.REFUSED, exc=exc)
     except Exception as exc:
-        logger.warning("method %r from %r failed: %s", method, clientid, exc)
-        logger.debug("method %r traceback", method, exc_info=True)
-        return make_reply(message_id, Status.METHOD_FAILED, exc=exc)
+        return make_reply(message_id, log_method_failure(method, clientid, exc), exc=exc)
     return make_reply(message_id, Status.OK, response)
+
+
+def log_method_failure(method: Any, clientid: ClientId, exc: Exception) -> Status:
+    """Log that the RPC method ``method`` raised ``exc``; return the status of its reply."""
+    if isinstance(exc, AccessDeniedError):  # authentication or ACL: status -4 (the text holds no secret)
+        logger.warning("method %r from %r refused: %s", method, clientid, exc)
+        return Status.REFUSED
+    logger.warning("method %r from %r failed: %s", method, clientid, exc)
+    logger.debug("method %r traceback", method, exc_info=exc)
+    return Status.METHOD_FAILED
 
 
 def log_failed_post(future: Future[Any]) -> None:

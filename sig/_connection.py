@@ -30,7 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol
 
-from ._carrier import Carrier, log_failed_post
+from ._carrier import Carrier, log_failed_post, log_method_failure
 from ._codec import DEFAULT_MAX_FRAME, BadFrame, encode
 from ._errors import CarrierError
 from ._limits import CallQueue, RequestGate
@@ -122,6 +122,7 @@ class Connection:
         self.ping_interval = ping_interval
         self.legacy_timeout = legacy_timeout
         self._send_now = _nonblocking_send(stream)
+        self._plain = _plain_rx(type(carrier))  # handleRX and handleRPC as Carrier has them
         self.peer: Peer[Future[Any]] = Peer(
             name, max_frame=max_frame, max_queue=max_queue, ping_interval=ping_interval,
             legacy_timeout=legacy_timeout, direct=self._send_now is not None,
@@ -421,7 +422,19 @@ class Connection:
                 logger.exception("[%s] disconnect handling failed", self.name)
 
     def _run(self, frame: dict[str, Any]) -> None:
-        reply = self.carrier.handleRX(self.clientid, frame)
+        carrier = self.carrier
+        plain = self._plain and carrier.callback_rx is None
+        if plain and "id" not in frame and "pipeline" in self.peer.capabilities:
+            # A notification (a signal): what handleRX would do, without the reply nobody gets.
+            method, params, methods = frame.get("method"), frame.get("params"), carrier.methods
+            fn = methods.get(method) if type(method) is str and methods else None
+            if fn is not None and type(params) is dict:
+                try:
+                    fn(self.clientid, params)
+                except Exception as exc:
+                    log_method_failure(method, self.clientid, exc)
+                return
+        reply = carrier.handleRX(self.clientid, frame)
         if reply is not None and ("id" in frame or "pipeline" not in self.peer.capabilities):
             self._answer(frame, reply)
 
@@ -442,7 +455,7 @@ class Connection:
         """
         carrier = self.carrier
         start = carrier.callback_forward
-        if start is None or carrier.callback_rx is not None or not _plain_rx(type(carrier)):
+        if start is None or carrier.callback_rx is not None or not self._plain:
             return False
 
         def answer(reply: dict[str, Any]) -> None:
