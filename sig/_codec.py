@@ -241,31 +241,24 @@ def encode(message: dict[str, Any]) -> bytes:
         ValueError: ``message`` holds nan/inf or a circular reference.
     """
     if message.get("method") == "signal" and len(message) == 2:
-        frame = _signal_frame(message.get("params"))
-        if frame is not None:
-            return frame
+        # A signal's frame by template (the encoder costs most per object), the bytes it would give.
+        params = message.get("params")
+        if type(params) is dict and "data" in params:
+            info = params.get("info")
+            if type(info) is dict:
+                size = len(params)
+                if size == 2:
+                    return b'{"method":"signal","params":{"info":%b,"data":%b}}\n' % (
+                        _info(info), _ENCODE(params["data"]).encode("utf-8"))
+                listener_id = params.get("listener_id")
+                if size == 3 and type(listener_id) is int:
+                    return b'{"method":"signal","params":{"listener_id":%d,"info":%b,"data":%b}}\n' % (
+                        listener_id, _info(info), _ENCODE(params["data"]).encode("utf-8"))
     return (_ENCODE(message) + "\n").encode("utf-8")
 
 
 #: One encoder for every frame: ``json.dumps`` with options builds a new one per call.
 _ENCODE = compact_encoder(allow_nan=False)
-
-
-def _signal_frame(params: Any) -> bytes | None:
-    """The frame of a ``signal`` notification, by template (the encoder costs most per object):
-    the bytes :func:`encode` would give; None if ``params`` has another shape."""
-    if type(params) is not dict:
-        return None
-    info, data = params.get("info"), params.get("data")
-    if type(info) is not dict or "data" not in params:
-        return None
-    if len(params) == 2:
-        return b'{"method":"signal","params":{"info":%b,"data":%b}}\n' % (_info(info), _ENCODE(data).encode("utf-8"))
-    listener_id = params.get("listener_id")
-    if len(params) == 3 and type(listener_id) is int:
-        return b'{"method":"signal","params":{"listener_id":%d,"info":%b,"data":%b}}\n' % (
-            listener_id, _info(info), _ENCODE(data).encode("utf-8"))
-    return None
 
 
 #: Encoded ``info`` dicts of a sender and an event, each a str or an int (keyed with their types:

@@ -117,12 +117,6 @@ class QueueOverflow:
         self._episodes: dict[Any, list[Any]] = {}  # clientid: [dropped, queue length, when it last shrank]
         self._lock = threading.Lock()
 
-    @property
-    def behind(self) -> bool:
-        """Whether some client is in an episode of falling behind (else :meth:`admit` admits any client
-        whose queue has room)."""
-        return bool(self._episodes)
-
     def admit(self, conn: Connection) -> bool:
         """Tell whether an event may be queued for ``conn``; if not, count it as dropped."""
         key = conn.clientid

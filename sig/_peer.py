@@ -350,9 +350,13 @@ class Peer(Generic[T]):
         """
         if self.closed:
             self._check_open()
-        idle = not (self.messages or self.replies or self.sending)
+        messages = self.messages
+        idle = not (messages or self.replies or self.sending)
+        if "pipeline" in self.capabilities:
+            messages.append(_Outgoing(data, None, method))  # what _queue does, for the usual case
+            return [WAKE] if idle else []  # else the writer is awake already, or wakes for what is queued
         events = self._queue(_Outgoing(data, None, method))
-        return events if idle else []  # else the writer is awake already, or wakes for what is queued
+        return events if idle else []
 
     def forget(self, message_id: Any) -> list[Event[T]]:
         """Drop a call from the request table (its caller gave up, or it failed); a late reply is ignored."""

@@ -141,8 +141,8 @@ class StreamServerCarrier(_StreamCarrier):
         conn = self._connections.get(clientid)
         if conn is None:
             raise CarrierError("not connected to %r" % (clientid,))
-        overflow = self.overflow
-        if (not overflow.behind and len(conn.peer.messages) < conn.max_queue) or overflow.admit(conn):
+        overflow = self.overflow  # no client behind and room: admit() would say yes
+        if (not overflow._episodes and len(conn.peer.messages) < conn.max_queue) or overflow.admit(conn):
             conn.post(message, self.call_timeout)
 
     def clients(self) -> list[ClientId]:
