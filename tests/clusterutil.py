@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,14 @@ from mqttutil import free_port
 import sig
 from sig_mqtt import CarrierMQTTClient
 
-__all__ = ["NATS_SERVER", "NatsCluster", "cluster_node"]
+__all__ = ["NATS_SERVER", "RABBITMQ_SERVER", "NatsCluster", "RabbitCluster", "cluster_node", "rabbit_cluster"]
 
 NATS_SERVER = "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else (
     shutil.which("nats-server") or "")
+# The server script itself, not /usr/sbin's wrapper (which su's to the rabbitmq user and logs to /var/log)
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server" if os.path.exists(
+    "/usr/lib/rabbitmq/bin/rabbitmq-server") else ""
+EPMD = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
 
 _running: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -40,14 +45,69 @@ def _kill_leftovers() -> None:
         _kill(proc)
 
 
+def _descendants(pid: int) -> list[int]:
+    """The PIDs of ``pid``'s children, grandchildren... (from /proc; Erlang's helpers start their own sessions)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path("/proc/%s/stat" % entry).read_text()
+            except OSError:
+                continue
+            parent = int(stat[stat.rindex(")") + 2:].split()[1])
+            parents.setdefault(parent, []).append(int(entry))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
+        children = _descendants(proc.pid)
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group is the server alone
         except (ProcessLookupError, PermissionError):
             proc.kill()
+        for child in children:  # those that made their own session (erl_child_setup)
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     proc.wait(10)
     _running.pop(proc.pid, None)
+
+
+def _spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a server in its own session, its output appended to ``log``; killed at exit at the latest."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env)
+    _running[proc.pid] = proc
+    return proc
+
+
+def mqtt_accepts(port: int, client_id: str, timeout: float = 3.0) -> bool:
+    """An MQTT 3.1.1 client gets a successful CONNACK from ``127.0.0.1:port`` within ``timeout``."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    acked = threading.Event()
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311)
+    client.on_connect = lambda *args: acked.set() if not args[3].is_failure else None
+    try:
+        client.connect("127.0.0.1", port, keepalive=5)
+    except OSError:
+        return False
+    client.loop_start()
+    try:
+        return acked.wait(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 class NatsCluster:
@@ -91,13 +151,8 @@ class NatsCluster:
         for index in range(self.SIZE):
             proc = self.procs[index]
             if proc is None or proc.poll() is not None:
-                with open(self.dir / ("n%d.out" % index), "ab") as out:
-                    proc = subprocess.Popen(
-                        [NATS_SERVER, "-c", str(self.dir / ("n%d.conf" % index)),
-                         "-l", str(self.dir / ("n%d.log" % index))],
-                        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-                self.procs[index] = proc
-                _running[proc.pid] = proc
+                self.procs[index] = _spawn([NATS_SERVER, "-c", str(self.dir / ("n%d.conf" % index)),
+                                            "-l", str(self.dir / ("n%d.log" % index))], self.dir / ("n%d.out" % index))
         deadline = time.monotonic() + timeout
         for index in range(self.SIZE):
             while not (self.healthy(index) and self.mqtt_accepts(index)):
@@ -118,22 +173,7 @@ class NatsCluster:
 
     def mqtt_accepts(self, index: int) -> bool:
         """An MQTT 3.1.1 client gets a CONNACK from member ``index`` (its MQTT streams are ready)."""
-        import paho.mqtt.client as paho
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        acked = threading.Event()
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="probe%d" % index, protocol=paho.MQTTv311)
-        client.on_connect = lambda *args: acked.set() if not args[3].is_failure else None
-        try:
-            client.connect("127.0.0.1", self.mqtt_ports[index], keepalive=5)
-        except OSError:
-            return False
-        client.loop_start()
-        try:
-            return acked.wait(3.0)
-        finally:
-            client.disconnect()
-            client.loop_stop()
+        return mqtt_accepts(self.mqtt_ports[index], "probe%d" % index)
 
     def kill(self, index: int) -> None:
         """SIGKILL member ``index`` (a crash), by its PID."""
@@ -153,6 +193,130 @@ class NatsCluster:
         for index in range(self.SIZE):
             self.kill(index)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RabbitCluster:
+    """Three RabbitMQ 3.10 nodes with ``rabbitmq_mqtt`` in one cluster (3: two lose the MQTT
+    client-id Raft quorum when one dies), with a private epmd and Erlang cookie.
+
+    Members 1 and 2 join member 0 when they boot (classic-config peer discovery: no
+    ``rabbitmqctl`` round trips). Attributes: ``mqtt_ports`` (index 0..2).
+    """
+
+    SIZE = 3
+
+    def __init__(self) -> None:
+        if not RABBITMQ_SERVER:
+            pytest.skip("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
+        self.dir = Path(tempfile.mkdtemp(prefix="sig-rabbit-"))
+        home = self.dir / "home"
+        home.mkdir()
+        cookie = home / ".erlang.cookie"
+        cookie.write_text(os.urandom(16).hex().upper())
+        cookie.chmod(0o400)
+        self.epmd_port = free_port()
+        self.node_ports = [free_port() for _ in range(self.SIZE)]
+        self.mqtt_ports = [free_port() for _ in range(self.SIZE)]
+        self.names = ["sig%d@localhost" % index for index in range(self.SIZE)]
+        (self.dir / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * self.SIZE
+        self.epmd: subprocess.Popen[bytes] | None = None
+        self.envs: list[dict[str, str]] = []
+        peers = "".join("cluster_formation.classic_config.nodes.%d = %s\n" % (index + 1, name)
+                        for index, name in enumerate(self.names))
+        for index in range(self.SIZE):
+            conf = self.dir / ("sig%d.conf" % index)
+            conf.write_text(
+                "listeners.tcp.default = 127.0.0.1:%d\n"
+                "mqtt.listeners.tcp.default = 127.0.0.1:%d\n"
+                "mqtt.allow_anonymous = true\nmqtt.default_user = guest\nmqtt.default_pass = guest\n"
+                "loopback_users = none\nlog.console = false\n"
+                "cluster_formation.peer_discovery_backend = classic_config\n%s"
+                % (self.node_ports[index], self.mqtt_ports[index], peers))
+            dist = "-kernel inet_dist_use_interface {127,0,0,1}"
+            self.envs.append({
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+                "HOME": str(home), "RABBITMQ_CONF_ENV_FILE": "/nonexistent",
+                "RABBITMQ_NODENAME": self.names[index], "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+                "RABBITMQ_NODE_PORT": str(self.node_ports[index]), "RABBITMQ_DIST_PORT": str(free_port()),
+                "ERL_EPMD_PORT": str(self.epmd_port), "ERL_EPMD_ADDRESS": "127.0.0.1",
+                "RABBITMQ_MNESIA_BASE": str(self.dir / ("mnesia%d" % index)),
+                "RABBITMQ_LOG_BASE": str(self.dir / ("log%d" % index)),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
+                "RABBITMQ_CONFIG_FILE": str(conf), "RABBITMQ_ADVANCED_CONFIG_FILE": "/nonexistent",
+                "RABBITMQ_PID_FILE": str(self.dir / ("sig%d.erlpid" % index)),
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": dist, "RABBITMQ_CTL_ERL_ARGS": dist,
+            })
+
+    def member(self, index: int) -> tuple[str, int]:
+        """The MQTT address of member ``index``."""
+        return ("127.0.0.1", self.mqtt_ports[index])
+
+    def running(self, index: int) -> bool:
+        proc = self.procs[index]
+        return proc is not None and proc.poll() is None
+
+    def start(self, timeout: float = 150.0) -> RabbitCluster:
+        """Start the private epmd and the members not running; wait until each accepts MQTT clients.
+
+        Member 0 boots first (the others join it). A restarted member may wait long for its
+        Raft peers (6 s once, ~100 s another time, CLUSTERS.md): hence the long ``timeout``.
+        """
+        if self.epmd is None or self.epmd.poll() is not None:
+            self.epmd = _spawn([EPMD, "-port", str(self.epmd_port), "-address", "127.0.0.1"], self.dir / "epmd.out",
+                               {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        deadline = time.monotonic() + timeout
+        order = [0] if not self.running(0) and not any(self.running(i) for i in range(1, self.SIZE)) else []
+        for group in (order, [i for i in range(self.SIZE) if i not in order]):
+            for index in group:
+                if not self.running(index):
+                    self.procs[index] = _spawn([RABBITMQ_SERVER], self.dir / ("sig%d.out" % index), self.envs[index])
+            for index in group:
+                while not mqtt_accepts(self.mqtt_ports[index], "probe%d" % index, 2.0):
+                    proc = self.procs[index]
+                    if time.monotonic() > deadline or proc is None or proc.poll() is not None:
+                        raise RuntimeError("RabbitMQ member %d does not accept MQTT clients after %.0f s:\n%s"
+                                           % (index, timeout, self.log(index)[-3000:]))
+                    time.sleep(0.5)
+        return self
+
+    def kill(self, index: int) -> None:
+        """SIGKILL member ``index`` (a crash), by its PID and process group."""
+        proc = self.procs[index]
+        if proc is not None:
+            _kill(proc)
+            self.procs[index] = None
+
+    def log(self, index: int) -> str:
+        text = ""
+        for path in sorted((self.dir / ("log%d" % index)).glob("*.log")) + [self.dir / ("sig%d.out" % index)]:
+            try:
+                text += path.read_text(errors="replace")
+            except OSError:
+                pass
+        return text
+
+    def close(self) -> None:
+        """Kill every member and the private epmd; remove the directories."""
+        for index in range(self.SIZE):
+            self.kill(index)
+        if self.epmd is not None:
+            _kill(self.epmd)
+            self.epmd = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def rabbit_cluster() -> Iterator[RabbitCluster]:
+    """The session's RabbitMQ cluster, booted at its first use (skipped without rabbitmq-server)."""
+    cluster = RabbitCluster()
+    try:
+        started = time.monotonic()
+        cluster.start()
+        print("\nRabbitMQ cluster accepting MQTT clients after %.1f s" % (time.monotonic() - started))
+        yield cluster
+    finally:
+        cluster.close()
 
 
 def cluster_node(carriers: list[Any], brokers: Any, prefix: str, request_timeout: float = 5.0,
