@@ -9,15 +9,18 @@ the end, whatever happens; the machine's own NATS on 4222 is never touched.
 from __future__ import annotations
 
 import atexit
+import json
 import os
+import select
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,8 @@ from mqttutil import free_port
 import sig
 from sig_mqtt import CarrierMQTTClient
 
-__all__ = ["NATS_SERVER", "RABBITMQ_SERVER", "NatsCluster", "RabbitCluster", "cluster_node", "rabbit_cluster"]
+__all__ = ["NATS_SERVER", "RABBITMQ_SERVER", "NatsCluster", "RabbitCluster", "SenderProcess", "cluster_node",
+           "rabbit_cluster", "sees"]
 
 NATS_SERVER = "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else (
     shutil.which("nats-server") or "")
@@ -205,7 +209,7 @@ class RabbitCluster:
 
     SIZE = 3
 
-    def __init__(self) -> None:
+    def __init__(self, config: str = "") -> None:
         if not RABBITMQ_SERVER:
             pytest.skip("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
         self.dir = Path(tempfile.mkdtemp(prefix="sig-rabbit-"))
@@ -231,8 +235,8 @@ class RabbitCluster:
                 "mqtt.listeners.tcp.default = 127.0.0.1:%d\n"
                 "mqtt.allow_anonymous = true\nmqtt.default_user = guest\nmqtt.default_pass = guest\n"
                 "loopback_users = none\nlog.console = false\n"
-                "cluster_formation.peer_discovery_backend = classic_config\n%s"
-                % (self.node_ports[index], self.mqtt_ports[index], peers))
+                "cluster_formation.peer_discovery_backend = classic_config\n%s%s"
+                % (self.node_ports[index], self.mqtt_ports[index], peers, config))
             dist = "-kernel inet_dist_use_interface {127,0,0,1}"
             self.envs.append({
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
@@ -251,6 +255,10 @@ class RabbitCluster:
     def member(self, index: int) -> tuple[str, int]:
         """The MQTT address of member ``index``."""
         return ("127.0.0.1", self.mqtt_ports[index])
+
+    def members(self) -> list[tuple[str, int]]:
+        """The MQTT addresses of all members."""
+        return [self.member(index) for index in range(self.SIZE)]
 
     def running(self, index: int) -> bool:
         proc = self.procs[index]
@@ -308,8 +316,13 @@ class RabbitCluster:
 
 @pytest.fixture(scope="session")
 def rabbit_cluster() -> Iterator[RabbitCluster]:
-    """The session's RabbitMQ cluster, booted at its first use (skipped without rabbitmq-server)."""
-    cluster = RabbitCluster()
+    """The session's RabbitMQ cluster, booted at its first use (skipped without rabbitmq-server).
+
+    QoS 1 queues of persistent sessions are quorum queues (replicated on the 3 members): a
+    node with ``session_expiry`` can then resume its session on another member at once. A
+    clean session's QoS 1 queue stays a classic queue on the member it was first made on.
+    """
+    cluster = RabbitCluster("mqtt.durable_queue_type = quorum\n")
     try:
         started = time.monotonic()
         cluster.start()
@@ -317,6 +330,11 @@ def rabbit_cluster() -> Iterator[RabbitCluster]:
         yield cluster
     finally:
         cluster.close()
+
+
+def sees(carrier: CarrierMQTTClient, *senders: Any) -> Callable[[], bool]:
+    """A predicate for ``wait_until``: ``carrier`` sees every one of ``senders`` connected."""
+    return lambda: all(carrier.isSenderConnected(sender) for sender in senders)
 
 
 def cluster_node(carriers: list[Any], brokers: Any, prefix: str, request_timeout: float = 5.0,
@@ -327,3 +345,45 @@ def cluster_node(carriers: list[Any], brokers: Any, prefix: str, request_timeout
     router = sig.ClientRouter(carrier, request_timeout=request_timeout)
     assert carrier.connect(brokers), carrier.last_error
     return carrier, router
+
+
+_CHILD = """
+import json, sys
+import sig
+from sig_mqtt import CarrierMQTTClient
+brokers, prefix, name, settings = json.loads(sys.argv[1])
+carrier = CarrierMQTTClient(prefix=prefix, **settings)
+router = sig.ClientRouter(carrier)
+if not carrier.connect([tuple(broker) for broker in brokers]):
+    print("failed", carrier.last_error, flush=True)
+    sys.exit(1)
+router.addRemoteSender(name, ["changed"])
+print("ready", carrier.client_id, flush=True)
+sys.stdin.read()  # until the test kills us
+"""
+
+
+class SenderProcess:
+    """A node in a child process hosting sender ``name`` (events ``changed``): a node that can die
+    with its broker member (SIGKILL by PID, no clean stop, no Will the member could send)."""
+
+    def __init__(self, brokers: list[tuple[str, int]], prefix: str, name: str, timeout: float = 20.0,
+                 **settings: Any) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, json.dumps([brokers, prefix, name, settings])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        _running[self.proc.pid] = self.proc
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline().decode() if ready else ""
+        if not line.startswith("ready "):
+            self.kill()
+            raise RuntimeError("the sender process did not come online in %.0f s: %r" % (timeout, line))
+        self.nid = line.split()[1]
+
+    def kill(self) -> None:
+        """SIGKILL it (a crash)."""
+        _kill(self.proc)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()

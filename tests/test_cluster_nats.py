@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from clusterutil import NatsCluster, cluster_node
+from clusterutil import NatsCluster, SenderProcess, cluster_node, sees
 from netutil import Recorder, wait_until
 
 import sig
@@ -119,3 +119,56 @@ def test_member_killed_under_a_node_it_fails_over_and_events_still_cross(
     assert wait_until(lambda: listener.carrier.isSenderConnected("thermo"), 15.0)
     print("\nNATS: node online on member n1 %.2f s after n0 was killed; first event across %.2f s, first request "
           "answered %.2f s after the kill" % (moved, crossed, served))
+
+
+# -- member deaths and presence (each starts the members a test killed first) ----------------------
+
+HEARTBEAT = 2.0
+
+
+def test_a_member_dying_with_a_sender_node_disconnects_it_within_one_and_a_half_heartbeats(
+        nats: NatsCluster, carriers: list[Any]) -> None:
+    nats.start()
+    prefix = "d%s/sig" % uuid.uuid4().hex[:6]
+    child = SenderProcess([nats.member(0)], prefix, "thermo", protocol=4, heartbeat=HEARTBEAT)
+    try:
+        recs = []
+        for index in (1, 2):
+            listening, listener = _node(carriers, nats.member(index), prefix)
+            rec = Recorder()
+            listener.addRemoteListener(rec.listener(), "thermo", "#disconnect")
+            assert wait_until(sees(listening, "thermo"), 10.0)
+            recs.append(rec)
+        killed = time.monotonic()
+        nats.kill(0)  # the member first: it cannot send the node's Will any more
+        child.kill()
+        took = []
+        for rec in recs:
+            rec.wait_for(1, 3 * HEARTBEAT)
+            took.append(time.monotonic() - killed)
+        print("\nNATS: #disconnect on the two other members %.2f s and %.2f s after the member died with its "
+              "sender node (heartbeat %.0f s)" % (*took, HEARTBEAT))
+        assert max(took) < 1.5 * HEARTBEAT + 0.5  # the last state came before the kill (+ a loaded machine's slack)
+    finally:
+        child.kill()
+
+
+def test_a_node_that_fails_over_within_half_a_heartbeat_is_not_disconnected(
+        nats: NatsCluster, carriers: list[Any]) -> None:
+    nats.start()
+    prefix = "h%s/sig" % uuid.uuid4().hex[:6]
+    heartbeat = 30.0  # the default: NATS takes 4.5-8.7 s to accept the node on the next member
+    hosting, sender_router = _node(carriers, [nats.member(0), nats.member(1)], prefix, heartbeat=heartbeat)
+    sender_router.addRemoteSender("thermo", ["changed"])
+    listening, listener = _node(carriers, nats.member(2), prefix)
+    rec = Recorder()
+    listener.addRemoteListener(rec.listener(), "thermo", "#disconnect")
+    assert wait_until(lambda: listening.isSenderConnected("thermo"), 10.0)
+    killed = time.monotonic()
+    nats.kill(0)
+    node = listening.node.presence.nodes[hosting.client_id]
+    assert wait_until(lambda: node.seen > killed, heartbeat / 2), hosting.last_error  # its state from n1
+    heard = time.monotonic() - killed
+    assert rec.calls == [] and listening.isSenderConnected("thermo")
+    print("\nNATS: the node's state heard again from the next member %.2f s after the kill: no #disconnect "
+          "(heartbeat %.0f s)" % (heard, heartbeat))
