@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from clusterutil import NatsCluster, SenderProcess, cluster_node, sees
+from mqttutil import retained_lines
 from netutil import Recorder, wait_until
 
 import sig
@@ -121,9 +122,27 @@ def test_member_killed_under_a_node_it_fails_over_and_events_still_cross(
           "answered %.2f s after the kill" % (moved, crossed, served))
 
 
-# -- member deaths and presence (each starts the members a test killed first) ----------------------
+# -- presence across members (each test starts the members an earlier one killed) -----------------
 
 HEARTBEAT = 2.0
+
+
+def test_a_late_joiner_on_another_member_sees_senders_already_online(nats: NatsCluster, carriers: list[Any]) -> None:
+    nats.start()
+    prefix = "l%s/sig" % uuid.uuid4().hex[:6]
+    hosting, sender_router = _node(carriers, nats.member(0), prefix)
+    sender_router.addRemoteSender("thermo", ["changed"], requests={"read": lambda params: 21})
+    assert hosting.sync()  # the birth is the broker's
+    birth = "%s/node/%s/sender/thermo" % (prefix, hosting.client_id)
+    # NATS's fact (unlike RabbitMQ): retained births replicate and reach wildcard subscriptions on other members
+    assert [line.split(" ")[0] for line in retained_lines(nats.mqtt_ports[2], "%s/node/+/sender/+" % prefix)] == [
+        birth]
+    started = time.monotonic()
+    late, late_router = _node(carriers, nats.member(2), prefix)
+    assert wait_until(sees(late, "thermo"), 10.0)
+    seen = time.monotonic() - started
+    assert late_router.remoteRequest("thermo", "read", None) == 21
+    print("\nNATS: a late joiner on another member sees the sender %.2f s after it started" % seen)
 
 
 def test_a_member_dying_with_a_sender_node_disconnects_it_within_one_and_a_half_heartbeats(

@@ -93,6 +93,7 @@ def test_retained_births_reach_no_other_member_and_no_wildcard_so_late_joiners_a
     prefix = _prefix()
     hosting, sender_router = _node(carriers, rabbit.member(0), prefix)
     sender_router.addRemoteSender("thermo", ["changed"], requests={"read": lambda params: 21})
+    assert hosting.sync()  # the birth is the broker's
     birth = "%s/node/%s/sender/thermo" % (prefix, hosting.client_id)
     # RabbitMQ's facts: the retained birth is on member 0 only, and only for the exact topic
     assert [line.split(" ")[0] for line in retained_lines(rabbit.mqtt_ports[0], birth)] == [birth]
