@@ -9,6 +9,7 @@ the end, whatever happens; the machine's own NATS on 4222 is never touched.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import select
@@ -22,23 +23,21 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from mqttutil import free_port
+from netutil import Recorder, wait_until
 
 import sig
 from sig_mqtt import CarrierMQTTClient
 
-__all__ = ["NATS_SERVER", "RABBITMQ_SERVER", "NatsCluster", "RabbitCluster", "SenderProcess", "cluster_node",
-           "rabbit_cluster", "sees"]
+__all__ = ["NATS_SERVER", "NatsCluster", "SenderProcess", "booted", "cluster_node", "disconnects_after_member_death",
+           "member_node", "mqtt_accepts", "sees"]
 
 NATS_SERVER = "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else (
     shutil.which("nats-server") or "")
-# The server script itself, not /usr/sbin's wrapper (which su's to the rabbitmq user and logs to /var/log)
-RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server" if os.path.exists(
-    "/usr/lib/rabbitmq/bin/rabbitmq-server") else ""
-EPMD = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
+ClusterT = TypeVar("ClusterT", bound="_Cluster")
 
 _running: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -114,14 +113,48 @@ def mqtt_accepts(port: int, client_id: str, timeout: float = 3.0) -> bool:
         client.loop_stop()
 
 
-class NatsCluster:
+class _Cluster:
+    """Members ``0 .. SIZE-1``, each a server process of ours with an MQTT port."""
+
+    SIZE = 3
+    mqtt_ports: list[int]
+    procs: list[subprocess.Popen[bytes] | None]
+
+    def member(self, index: int) -> tuple[str, int]:
+        """The MQTT address of member ``index``."""
+        return ("127.0.0.1", self.mqtt_ports[index])
+
+    def members(self) -> list[tuple[str, int]]:
+        """The MQTT addresses of all members."""
+        return [self.member(index) for index in range(self.SIZE)]
+
+    def running(self, index: int) -> bool:
+        """Member ``index`` was started and has not died."""
+        proc = self.procs[index]
+        return proc is not None and proc.poll() is None
+
+    def kill(self, index: int) -> None:
+        """SIGKILL member ``index`` (a crash), by its PID and process group."""
+        proc = self.procs[index]
+        if proc is not None:
+            _kill(proc)
+            self.procs[index] = None
+
+    def start(self, timeout: float = 30.0) -> Any:
+        """Start the members not running and wait until they are ready."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Kill every process of the cluster and remove its files."""
+        raise NotImplementedError
+
+
+class NatsCluster(_Cluster):
     """Three ``nats-server`` processes in one cluster, each with JetStream and an MQTT listener.
 
     Attributes:
         mqtt_ports: the MQTT port of each member (index 0..2).
     """
-
-    SIZE = 3
 
     def __init__(self) -> None:
         if not NATS_SERVER:
@@ -145,10 +178,6 @@ class NatsCluster:
                     "i": index, "client": self.client_ports[index], "http": self.http_ports[index],
                     "store": self.dir / ("store%d" % index), "route": self.route_ports[index],
                     "routes": routes, "mqtt": self.mqtt_ports[index]})
-
-    def member(self, index: int) -> tuple[str, int]:
-        """The MQTT address of member ``index``."""
-        return ("127.0.0.1", self.mqtt_ports[index])
 
     def start(self, timeout: float = 30.0) -> NatsCluster:
         """Start the members not running, and wait until each says JetStream is healthy."""
@@ -179,13 +208,6 @@ class NatsCluster:
         """An MQTT 3.1.1 client gets a CONNACK from member ``index`` (its MQTT streams are ready)."""
         return mqtt_accepts(self.mqtt_ports[index], "probe%d" % index)
 
-    def kill(self, index: int) -> None:
-        """SIGKILL member ``index`` (a crash), by its PID."""
-        proc = self.procs[index]
-        if proc is not None:
-            _kill(proc)
-            self.procs[index] = None
-
     def log(self, index: int) -> str:
         try:
             return (self.dir / ("n%d.log" % index)).read_text(errors="replace")
@@ -199,134 +221,13 @@ class NatsCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class RabbitCluster:
-    """Three RabbitMQ 3.10 nodes with ``rabbitmq_mqtt`` in one cluster (3: two lose the MQTT
-    client-id Raft quorum when one dies), with a private epmd and Erlang cookie.
-
-    Members 1 and 2 join member 0 when they boot (classic-config peer discovery: no
-    ``rabbitmqctl`` round trips). Attributes: ``mqtt_ports`` (index 0..2).
-    """
-
-    SIZE = 3
-
-    def __init__(self, config: str = "") -> None:
-        if not RABBITMQ_SERVER:
-            pytest.skip("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
-        self.dir = Path(tempfile.mkdtemp(prefix="sig-rabbit-"))
-        home = self.dir / "home"
-        home.mkdir()
-        cookie = home / ".erlang.cookie"
-        cookie.write_text(os.urandom(16).hex().upper())
-        cookie.chmod(0o400)
-        self.epmd_port = free_port()
-        self.node_ports = [free_port() for _ in range(self.SIZE)]
-        self.mqtt_ports = [free_port() for _ in range(self.SIZE)]
-        self.names = ["sig%d@localhost" % index for index in range(self.SIZE)]
-        (self.dir / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
-        self.procs: list[subprocess.Popen[bytes] | None] = [None] * self.SIZE
-        self.epmd: subprocess.Popen[bytes] | None = None
-        self.envs: list[dict[str, str]] = []
-        peers = "".join("cluster_formation.classic_config.nodes.%d = %s\n" % (index + 1, name)
-                        for index, name in enumerate(self.names))
-        for index in range(self.SIZE):
-            conf = self.dir / ("sig%d.conf" % index)
-            conf.write_text(
-                "listeners.tcp.default = 127.0.0.1:%d\n"
-                "mqtt.listeners.tcp.default = 127.0.0.1:%d\n"
-                "mqtt.allow_anonymous = true\nmqtt.default_user = guest\nmqtt.default_pass = guest\n"
-                "loopback_users = none\nlog.console = false\n"
-                "cluster_formation.peer_discovery_backend = classic_config\n%s%s"
-                % (self.node_ports[index], self.mqtt_ports[index], peers, config))
-            dist = "-kernel inet_dist_use_interface {127,0,0,1}"
-            self.envs.append({
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-                "HOME": str(home), "RABBITMQ_CONF_ENV_FILE": "/nonexistent",
-                "RABBITMQ_NODENAME": self.names[index], "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-                "RABBITMQ_NODE_PORT": str(self.node_ports[index]), "RABBITMQ_DIST_PORT": str(free_port()),
-                "ERL_EPMD_PORT": str(self.epmd_port), "ERL_EPMD_ADDRESS": "127.0.0.1",
-                "RABBITMQ_MNESIA_BASE": str(self.dir / ("mnesia%d" % index)),
-                "RABBITMQ_LOG_BASE": str(self.dir / ("log%d" % index)),
-                "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
-                "RABBITMQ_CONFIG_FILE": str(conf), "RABBITMQ_ADVANCED_CONFIG_FILE": "/nonexistent",
-                "RABBITMQ_PID_FILE": str(self.dir / ("sig%d.erlpid" % index)),
-                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": dist, "RABBITMQ_CTL_ERL_ARGS": dist,
-            })
-
-    def member(self, index: int) -> tuple[str, int]:
-        """The MQTT address of member ``index``."""
-        return ("127.0.0.1", self.mqtt_ports[index])
-
-    def members(self) -> list[tuple[str, int]]:
-        """The MQTT addresses of all members."""
-        return [self.member(index) for index in range(self.SIZE)]
-
-    def running(self, index: int) -> bool:
-        proc = self.procs[index]
-        return proc is not None and proc.poll() is None
-
-    def start(self, timeout: float = 150.0) -> RabbitCluster:
-        """Start the private epmd and the members not running; wait until each accepts MQTT clients.
-
-        Member 0 boots first (the others join it). A restarted member may wait long for its
-        Raft peers (6 s once, ~100 s another time, CLUSTERS.md): hence the long ``timeout``.
-        """
-        if self.epmd is None or self.epmd.poll() is not None:
-            self.epmd = _spawn([EPMD, "-port", str(self.epmd_port), "-address", "127.0.0.1"], self.dir / "epmd.out",
-                               {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
-        deadline = time.monotonic() + timeout
-        order = [0] if not self.running(0) and not any(self.running(i) for i in range(1, self.SIZE)) else []
-        for group in (order, [i for i in range(self.SIZE) if i not in order]):
-            for index in group:
-                if not self.running(index):
-                    self.procs[index] = _spawn([RABBITMQ_SERVER], self.dir / ("sig%d.out" % index), self.envs[index])
-            for index in group:
-                while not mqtt_accepts(self.mqtt_ports[index], "probe%d" % index, 2.0):
-                    proc = self.procs[index]
-                    if time.monotonic() > deadline or proc is None or proc.poll() is not None:
-                        raise RuntimeError("RabbitMQ member %d does not accept MQTT clients after %.0f s:\n%s"
-                                           % (index, timeout, self.log(index)[-3000:]))
-                    time.sleep(0.5)
-        return self
-
-    def kill(self, index: int) -> None:
-        """SIGKILL member ``index`` (a crash), by its PID and process group."""
-        proc = self.procs[index]
-        if proc is not None:
-            _kill(proc)
-            self.procs[index] = None
-
-    def log(self, index: int) -> str:
-        text = ""
-        for path in sorted((self.dir / ("log%d" % index)).glob("*.log")) + [self.dir / ("sig%d.out" % index)]:
-            try:
-                text += path.read_text(errors="replace")
-            except OSError:
-                pass
-        return text
-
-    def close(self) -> None:
-        """Kill every member and the private epmd; remove the directories."""
-        for index in range(self.SIZE):
-            self.kill(index)
-        if self.epmd is not None:
-            _kill(self.epmd)
-            self.epmd = None
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def rabbit_cluster() -> Iterator[RabbitCluster]:
-    """The session's RabbitMQ cluster, booted at its first use (skipped without rabbitmq-server).
-
-    QoS 1 queues of persistent sessions are quorum queues (replicated on the 3 members): a
-    node with ``session_expiry`` can then resume its session on another member at once. A
-    clean session's QoS 1 queue stays a classic queue on the member it was first made on.
-    """
-    cluster = RabbitCluster("mqtt.durable_queue_type = quorum\n")
+@contextlib.contextmanager
+def booted(cluster: ClusterT, ready: str) -> Iterator[ClusterT]:
+    """Start ``cluster`` (printing how long it took to be ``ready``) and close it at the end, whatever happens."""
     try:
         started = time.monotonic()
         cluster.start()
-        print("\nRabbitMQ cluster accepting MQTT clients after %.1f s" % (time.monotonic() - started))
+        print("\n%s after %.1f s" % (ready, time.monotonic() - started))
         yield cluster
     finally:
         cluster.close()
@@ -387,3 +288,38 @@ class SenderProcess:
         for pipe in (self.proc.stdin, self.proc.stdout):
             if pipe is not None:
                 pipe.close()
+
+
+def disconnects_after_member_death(cluster: Any, node: Callable[..., tuple[CarrierMQTTClient, Any]],
+                                   prefix: str, heartbeat: float) -> list[float]:
+    """A sender node (a child process) on member 0, a listener of its ``#disconnect`` on members 1
+    and 2; kill member 0 (so it cannot send the node's Will), then the node. Returns the seconds
+    from the kill to each listener's ``#disconnect`` (``node(brokers, prefix)`` makes a listener)."""
+    child = SenderProcess([cluster.member(0)], prefix, "thermo", protocol=4, heartbeat=heartbeat)
+    try:
+        recs = []
+        for index in (1, 2):
+            listening, listener = node(cluster.member(index), prefix)
+            rec = Recorder()
+            listener.addRemoteListener(rec.listener(), "thermo", "#disconnect")
+            assert wait_until(sees(listening, "thermo"), 10.0)
+            recs.append(rec)
+        killed = time.monotonic()
+        cluster.kill(0)
+        child.kill()
+        took = []
+        for rec in recs:
+            rec.wait_for(1, 3 * heartbeat)
+            took.append(time.monotonic() - killed)
+        return took
+    finally:
+        child.kill()
+
+
+def member_node(carriers: list[Any], brokers: Any, prefix: str, **settings: Any) -> tuple[CarrierMQTTClient, Any]:
+    """A :func:`cluster_node` for a clustered broker: MQTT 3.1.1 (NATS and RabbitMQ 3.10 have no
+    MQTT 5; the fallback would cost each connect half a second), quick reconnects, 10 s requests."""
+    settings.setdefault("protocol", 4)
+    settings.setdefault("reconnect_min", 0.2)
+    settings.setdefault("reconnect_max", 2.0)
+    return cluster_node(carriers, brokers, prefix, request_timeout=10.0, **settings)

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 # brokers and Mosquitto's clients; a real Home Assistant; sig-bridge processes; a private Docker engine;
 # the session's RabbitMQ cluster
-pytest_plugins = ["mqttutil", "hautil", "bridgeutil", "dockerengine", "clusterutil"]
+pytest_plugins = ["mqttutil", "hautil", "bridgeutil", "dockerengine", "rabbitutil"]
 
 
 class Net:

@@ -1,13 +1,14 @@
 """sig on a private 3-node NATS cluster (JetStream + MQTT 3.1.1 gateway), started once for the module.
 
 Member ports, data directories and ``stream_replicas: 3`` as in CLUSTERS.md; each server
-in its own session, killed by PID. The member kill comes last (the module's cluster is
-not needed afterwards). Nodes use MQTT 3.1.1 (NATS refuses MQTT 5; the fallback works
-but costs each connect half a second on this loaded machine).
+in its own session, killed by PID. The tests that kill a member come after the others, and
+each of them starts the members an earlier one killed first. Nodes use MQTT 3.1.1 (NATS
+refuses MQTT 5; the fallback works but costs each connect half a second on this loaded machine).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -15,41 +16,27 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from clusterutil import NatsCluster, SenderProcess, cluster_node, sees
+from clusterutil import NatsCluster, booted, disconnects_after_member_death, member_node, sees
 from mqttutil import retained_lines
 from netutil import Recorder, wait_until
 
 import sig
-from sig_mqtt import CarrierMQTTClient
 
 pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture(scope="module")
 def nats() -> Iterator[NatsCluster]:
-    cluster = NatsCluster()
-    try:
-        started = time.monotonic()
-        cluster.start()
-        print("\nNATS cluster healthy after %.1f s" % (time.monotonic() - started))
+    with booted(NatsCluster(), "NATS cluster healthy") as cluster:
         yield cluster
-    finally:
-        cluster.close()
-
-
-def _node(carriers: list[Any], brokers: Any, prefix: str, **settings: Any) -> tuple[CarrierMQTTClient, Any]:
-    settings.setdefault("protocol", 4)
-    settings.setdefault("reconnect_min", 0.2)
-    settings.setdefault("reconnect_max", 2.0)
-    return cluster_node(carriers, brokers, prefix, request_timeout=10.0, **settings)
 
 
 def test_portable_ids_carry_a_sender_named_with_a_dot_and_a_space_across_members(
         nats: NatsCluster, carriers: list[Any]) -> None:
     prefix = "p%s/sig" % uuid.uuid4().hex[:6]
-    hosting, sender_router = _node(carriers, nats.member(0), prefix, portable_ids=True)
+    hosting, sender_router = member_node(carriers, nats.member(0), prefix, portable_ids=True)
     odd = sender_router.addRemoteSender("a.b c", ["t.x *>"], requests={"get.it now": lambda params: [params, "ok"]})
-    listening, listener = _node(carriers, nats.member(2), prefix, portable_ids=True)
+    listening, listener = member_node(carriers, nats.member(2), prefix, portable_ids=True)
     rec = Recorder()
     listener.addRemoteListener(rec.listener(), "a.b c", "t.x *>")
     assert wait_until(lambda: listening.isSenderConnected("a.b c"), 10.0)
@@ -65,9 +52,9 @@ def test_qos2_on_nats_is_granted_as_qos1_logged_once_per_filter(nats: NatsCluste
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     prefix = "q%s/sig" % uuid.uuid4().hex[:6]
     with caplog.at_level(logging.WARNING, logger="sig.mqtt"):
-        hosting, sender_router = _node(carriers, nats.member(0), prefix, qos=2)
+        hosting, sender_router = member_node(carriers, nats.member(0), prefix, qos=2)
         thermo = sender_router.addRemoteSender("thermo", ["changed"])
-        listening, listener = _node(carriers, nats.member(1), prefix, qos=2)
+        listening, listener = member_node(carriers, nats.member(1), prefix, qos=2)
         rec = Recorder()
         listener.addRemoteListener(rec.listener(), "thermo", "changed")
         assert wait_until(lambda: listening.isSenderConnected("thermo"), 10.0)
@@ -87,9 +74,9 @@ def test_qos2_on_nats_is_granted_as_qos1_logged_once_per_filter(nats: NatsCluste
 def test_member_killed_under_a_node_it_fails_over_and_events_still_cross(
         nats: NatsCluster, carriers: list[Any]) -> None:
     prefix = "n%s/sig" % uuid.uuid4().hex[:6]
-    hosting, sender_router = _node(carriers, [nats.member(0), nats.member(1)], prefix, heartbeat=2.0)
+    hosting, sender_router = member_node(carriers, [nats.member(0), nats.member(1)], prefix, heartbeat=2.0)
     thermo = sender_router.addRemoteSender("thermo", ["changed"], requests={"read": lambda params: 21})
-    _, listener = _node(carriers, nats.member(2), prefix)
+    _, listener = member_node(carriers, nats.member(2), prefix)
     rec = Recorder()
     listener.addRemoteListener(rec.listener("event"), "thermo", "changed")
     assert wait_until(lambda: listener.carrier.isSenderConnected("thermo"), 10.0)
@@ -130,7 +117,7 @@ HEARTBEAT = 2.0
 def test_a_late_joiner_on_another_member_sees_senders_already_online(nats: NatsCluster, carriers: list[Any]) -> None:
     nats.start()
     prefix = "l%s/sig" % uuid.uuid4().hex[:6]
-    hosting, sender_router = _node(carriers, nats.member(0), prefix)
+    hosting, sender_router = member_node(carriers, nats.member(0), prefix)
     sender_router.addRemoteSender("thermo", ["changed"], requests={"read": lambda params: 21})
     assert hosting.sync()  # the birth is the broker's
     birth = "%s/node/%s/sender/thermo" % (prefix, hosting.client_id)
@@ -138,7 +125,7 @@ def test_a_late_joiner_on_another_member_sees_senders_already_online(nats: NatsC
     assert [line.split(" ")[0] for line in retained_lines(nats.mqtt_ports[2], "%s/node/+/sender/+" % prefix)] == [
         birth]
     started = time.monotonic()
-    late, late_router = _node(carriers, nats.member(2), prefix)
+    late, late_router = member_node(carriers, nats.member(2), prefix)
     assert wait_until(sees(late, "thermo"), 10.0)
     seen = time.monotonic() - started
     assert late_router.remoteRequest("thermo", "read", None) == 21
@@ -149,27 +136,10 @@ def test_a_member_dying_with_a_sender_node_disconnects_it_within_one_and_a_half_
         nats: NatsCluster, carriers: list[Any]) -> None:
     nats.start()
     prefix = "d%s/sig" % uuid.uuid4().hex[:6]
-    child = SenderProcess([nats.member(0)], prefix, "thermo", protocol=4, heartbeat=HEARTBEAT)
-    try:
-        recs = []
-        for index in (1, 2):
-            listening, listener = _node(carriers, nats.member(index), prefix)
-            rec = Recorder()
-            listener.addRemoteListener(rec.listener(), "thermo", "#disconnect")
-            assert wait_until(sees(listening, "thermo"), 10.0)
-            recs.append(rec)
-        killed = time.monotonic()
-        nats.kill(0)  # the member first: it cannot send the node's Will any more
-        child.kill()
-        took = []
-        for rec in recs:
-            rec.wait_for(1, 3 * HEARTBEAT)
-            took.append(time.monotonic() - killed)
-        print("\nNATS: #disconnect on the two other members %.2f s and %.2f s after the member died with its "
-              "sender node (heartbeat %.0f s)" % (*took, HEARTBEAT))
-        assert max(took) < 1.5 * HEARTBEAT + 0.5  # the last state came before the kill (+ a loaded machine's slack)
-    finally:
-        child.kill()
+    took = disconnects_after_member_death(nats, functools.partial(member_node, carriers), prefix, HEARTBEAT)
+    print("\nNATS: #disconnect on the two other members %.2f s and %.2f s after the member died with its "
+          "sender node (heartbeat %.0f s)" % (*took, HEARTBEAT))
+    assert max(took) < 1.5 * HEARTBEAT + 0.5  # the last state came before the kill (+ a loaded machine's slack)
 
 
 def test_a_node_that_fails_over_within_half_a_heartbeat_is_not_disconnected(
@@ -177,9 +147,9 @@ def test_a_node_that_fails_over_within_half_a_heartbeat_is_not_disconnected(
     nats.start()
     prefix = "h%s/sig" % uuid.uuid4().hex[:6]
     heartbeat = 30.0  # the default: NATS takes 4.5-8.7 s to accept the node on the next member
-    hosting, sender_router = _node(carriers, [nats.member(0), nats.member(1)], prefix, heartbeat=heartbeat)
+    hosting, sender_router = member_node(carriers, [nats.member(0), nats.member(1)], prefix, heartbeat=heartbeat)
     sender_router.addRemoteSender("thermo", ["changed"])
-    listening, listener = _node(carriers, nats.member(2), prefix)
+    listening, listener = member_node(carriers, nats.member(2), prefix)
     rec = Recorder()
     listener.addRemoteListener(rec.listener(), "thermo", "#disconnect")
     assert wait_until(lambda: listening.isSenderConnected("thermo"), 10.0)

@@ -17,6 +17,7 @@ The tests that kill a member come last; each test starts the members that are do
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -24,11 +25,10 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from clusterutil import RabbitCluster, SenderProcess, cluster_node, sees
+from clusterutil import disconnects_after_member_death, member_node, sees
 from mqttutil import retained_lines
 from netutil import Recorder, wait_until
-
-from sig_mqtt import CarrierMQTTClient
+from rabbitutil import RabbitCluster
 
 pytestmark = pytest.mark.cluster
 
@@ -45,26 +45,19 @@ def rabbit(rabbit_cluster: RabbitCluster) -> RabbitCluster:
     return rabbit_cluster
 
 
-def _node(carriers: list[Any], brokers: Any, prefix: str, **settings: Any) -> tuple[CarrierMQTTClient, Any]:
-    settings.setdefault("protocol", 4)
-    settings.setdefault("reconnect_min", 0.2)
-    settings.setdefault("reconnect_max", 2.0)
-    return cluster_node(carriers, brokers, prefix, request_timeout=10.0, **settings)
-
-
 def _prefix() -> str:
     return "r%s/sig" % uuid.uuid4().hex[:6]
 
 
 def test_events_reach_every_subscription_kind_exactly_once(rabbit: RabbitCluster, carriers: list[Any]) -> None:
     prefix = _prefix()
-    _, sender_router = _node(carriers, rabbit.member(0), prefix)
+    _, sender_router = member_node(carriers, rabbit.member(0), prefix)
     thermo = sender_router.addRemoteSender("thermo", ["changed", "#temp"])
     door = sender_router.addRemoteSender("door", ["open", "#temp"])
     kinds = {"pair": ("thermo", "changed"), "sender": ("thermo", None), "all": (None, None), "channel": (None, "#temp")}
     recorders = []
     for index in (1, 2):
-        listening, listener = _node(carriers, rabbit.member(index), prefix)
+        listening, listener = member_node(carriers, rabbit.member(index), prefix)
         rec = Recorder()
         for tag, (sender, event) in kinds.items():
             listener.addRemoteListener(rec.listener(tag), sender, event)
@@ -91,7 +84,7 @@ def test_events_reach_every_subscription_kind_exactly_once(rabbit: RabbitCluster
 def test_retained_births_reach_no_other_member_and_no_wildcard_so_late_joiners_ask(
         rabbit: RabbitCluster, carriers: list[Any]) -> None:
     prefix = _prefix()
-    hosting, sender_router = _node(carriers, rabbit.member(0), prefix)
+    hosting, sender_router = member_node(carriers, rabbit.member(0), prefix)
     sender_router.addRemoteSender("thermo", ["changed"], requests={"read": lambda params: 21})
     assert hosting.sync()  # the birth is the broker's
     birth = "%s/node/%s/sender/thermo" % (prefix, hosting.client_id)
@@ -101,7 +94,7 @@ def test_retained_births_reach_no_other_member_and_no_wildcard_so_late_joiners_a
     assert retained_lines(rabbit.mqtt_ports[2], birth) == []
     # so a late joiner on another member learns of the sender from the rebirth it asks for
     started = time.monotonic()
-    late, late_router = _node(carriers, rabbit.member(2), prefix)
+    late, late_router = member_node(carriers, rabbit.member(2), prefix)
     assert wait_until(lambda: late.isSenderConnected("thermo"), 10.0)
     seen = time.monotonic() - started
     assert late_router.remoteRequest("thermo", "read", None) == 21
@@ -113,10 +106,10 @@ def test_portable_ids_carry_names_with_a_dot_and_a_star_that_rabbitmq_otherwise_
         rabbit: RabbitCluster, carriers: list[Any]) -> None:
     for portable in (False, True):
         prefix = _prefix()
-        _, sender_router = _node(carriers, rabbit.member(0), prefix, portable_ids=portable)
+        _, sender_router = member_node(carriers, rabbit.member(0), prefix, portable_ids=portable)
         odd = sender_router.addRemoteSender("a.b", ["x*y"], requests={"get.it": lambda params: [params, "ok"]})
         plain = sender_router.addRemoteSender("plain", ["e"])
-        listening, listener = _node(carriers, rabbit.member(1), prefix, portable_ids=portable)
+        listening, listener = member_node(carriers, rabbit.member(1), prefix, portable_ids=portable)
         rec = Recorder()
         listener.addRemoteListener(rec.listener(), None, None)
         assert wait_until(sees(listening, "plain"), 10.0)
@@ -138,39 +131,20 @@ def test_portable_ids_carry_names_with_a_dot_and_a_star_that_rabbitmq_otherwise_
 
 def test_a_member_dying_with_a_sender_node_disconnects_it_within_one_and_a_half_heartbeats(
         rabbit: RabbitCluster, carriers: list[Any]) -> None:
-    prefix = _prefix()
-    child = SenderProcess([rabbit.member(0)], prefix, "thermo", protocol=4, heartbeat=HEARTBEAT)
-    try:
-        recs = []
-        for index in (1, 2):
-            listening, listener = _node(carriers, rabbit.member(index), prefix)
-            rec = Recorder()
-            listener.addRemoteListener(rec.listener(), "thermo", "#disconnect")
-            assert wait_until(sees(listening, "thermo"), 10.0)
-            recs.append(rec)
-        killed = time.monotonic()
-        rabbit.kill(0)  # the member first: it cannot send the node's Will any more
-        child.kill()
-        took = []
-        for rec in recs:
-            rec.wait_for(1, 3 * HEARTBEAT)
-            took.append(time.monotonic() - killed)
-        print("\nRabbitMQ: #disconnect on the two other members %.2f s and %.2f s after the member died with "
-              "its sender node (heartbeat %.0f s)" % (*took, HEARTBEAT))
-        # 1.5 heartbeats after the last state heard, which came before the kill (+ a loaded machine's slack)
-        assert max(took) < 1.5 * HEARTBEAT + 0.5
-    finally:
-        child.kill()
+    took = disconnects_after_member_death(rabbit, functools.partial(member_node, carriers), _prefix(), HEARTBEAT)
+    print("\nRabbitMQ: #disconnect on the two other members %.2f s and %.2f s after the member died with its "
+          "sender node (heartbeat %.0f s)" % (*took, HEARTBEAT))
+    assert max(took) < 1.5 * HEARTBEAT + 0.5  # the last state came before the kill (+ a loaded machine's slack)
 
 
 def test_member_killed_under_a_node_with_a_persistent_session_it_moves_and_presence_follows(
         rabbit: RabbitCluster, carriers: list[Any]) -> None:
     prefix = _prefix()
     heartbeat = 4.0  # a failover has half a heartbeat to show the node's state on its new member
-    hosting, sender_router = _node(carriers, [rabbit.member(0), rabbit.member(1)], prefix, heartbeat=heartbeat,
+    hosting, sender_router = member_node(carriers, [rabbit.member(0), rabbit.member(1)], prefix, heartbeat=heartbeat,
                                    session_expiry=300, client_id="moving-%s" % uuid.uuid4().hex[:6])
     thermo = sender_router.addRemoteSender("thermo", ["changed"], requests={"read": lambda params: 21})
-    listening, listener = _node(carriers, rabbit.member(2), prefix)
+    listening, listener = member_node(carriers, rabbit.member(2), prefix)
     rec = Recorder()
     for event in ("changed", "#connect", "#disconnect"):
         listener.addRemoteListener(rec.listener(), "thermo", event)
@@ -203,7 +177,7 @@ def test_closed_right_after_connack_after_a_failover_backs_off_until_the_member_
         rabbit: RabbitCluster, carriers: list[Any], caplog: pytest.LogCaptureFixture) -> None:
     prefix = _prefix()
     caplog.set_level(logging.INFO, logger="sig.mqtt.node")
-    hosting, sender_router = _node(carriers, rabbit.members(), prefix, drop_backoff=2.0, drop_backoff_max=8.0)
+    hosting, sender_router = member_node(carriers, rabbit.members(), prefix, drop_backoff=2.0, drop_backoff_max=8.0)
     sender_router.addRemoteSender("thermo", ["changed"])
     assert hosting.node.link.address == rabbit.member(0)
 
