@@ -142,11 +142,14 @@ def test_a_member_dying_with_a_sender_node_disconnects_it_within_one_and_a_half_
     assert max(took) < 1.5 * HEARTBEAT + 0.5  # the last state came before the kill (+ a loaded machine's slack)
 
 
+@pytest.mark.timeout(240)
 def test_a_node_that_fails_over_within_half_a_heartbeat_is_not_disconnected(
         nats: NatsCluster, carriers: list[Any]) -> None:
     nats.start()
     prefix = "h%s/sig" % uuid.uuid4().hex[:6]
-    heartbeat = 30.0  # the default: NATS takes 4.5-8.7 s to accept the node on the next member
+    # NATS took 4.5-8.7 s to accept the node on the next member, and up to 17.7 s to deliver its state
+    # to another member (JetStream settling): a heartbeat long enough for that (the default 30 s covers 15 s)
+    heartbeat = 120.0
     hosting, sender_router = member_node(carriers, [nats.member(0), nats.member(1)], prefix, heartbeat=heartbeat)
     sender_router.addRemoteSender("thermo", ["changed"])
     listening, listener = member_node(carriers, nats.member(2), prefix)
@@ -155,9 +158,12 @@ def test_a_node_that_fails_over_within_half_a_heartbeat_is_not_disconnected(
     assert wait_until(lambda: listening.isSenderConnected("thermo"), 10.0)
     killed = time.monotonic()
     nats.kill(0)
+    assert wait_until(lambda: hosting.isConnected() and hosting.node.link.address == nats.member(1), heartbeat / 2), (
+        hosting.last_error)
+    moved = time.monotonic() - killed
     node = listening.node.presence.nodes[hosting.client_id]
-    assert wait_until(lambda: node.seen > killed, heartbeat / 2), hosting.last_error  # its state from n1
+    assert wait_until(lambda: node.seen > killed, heartbeat / 2 - moved)  # its state, from n1
     heard = time.monotonic() - killed
     assert rec.calls == [] and listening.isSenderConnected("thermo")
-    print("\nNATS: the node's state heard again from the next member %.2f s after the kill: no #disconnect "
-          "(heartbeat %.0f s)" % (heard, heartbeat))
+    print("\nNATS: node online on the next member %.2f s after the kill, its state heard on another member "
+          "%.2f s after the kill: no #disconnect (heartbeat %.0f s)" % (moved, heard, heartbeat))
