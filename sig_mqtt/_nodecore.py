@@ -170,7 +170,7 @@ class NodeCore:
             return None
         events = list(description.get("events") or [])
         retained = [e for e in events if self.retains(sender, e)]  # listed in the birth (docs/convention.md 6.3)
-        birth = Birth(events, description.get("requests"), self.session, retained or None)
+        birth = Birth(events, description.get("requests"), self.session, retained or None, self.heartbeat)
         try:
             return self.topics.birth(self.nid, sender), birth.encode()
         except (TypeError, ValueError) as exc:
@@ -239,6 +239,7 @@ class NodeCore:
         self.next_heartbeat = now + self.heartbeat
         return True
 
-    def wait(self, now: float, ready: bool) -> float:
-        """How long the dispatcher may sleep before the next heartbeat or staleness check."""
-        return max(0.05, min(1.0, self.next_heartbeat - now)) if ready else 1.0
+    def wait(self, now: float, ready: bool, check_at: float = float("inf")) -> float:
+        """How long the dispatcher may sleep before the next heartbeat or staleness check
+        (``check_at``: when presence next needs one, monotonic like ``now``)."""
+        return max(0.05, min(1.0, self.next_heartbeat - now, check_at - now)) if ready else 1.0

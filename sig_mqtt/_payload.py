@@ -86,6 +86,11 @@ def _ident(value: Any) -> bool:
     return _number(value)
 
 
+def _heartbeat(value: Any) -> float | None:
+    """A ``heartbeat`` field: seconds, positive and sane, else None."""
+    return float(value) if _number(value) and 0 < value <= _MAX_HEARTBEAT else None
+
+
 def now_ms() -> int:
     """Wall-clock time in milliseconds (what ``ts`` fields carry)."""
     return int(time.time() * 1000)
@@ -120,32 +125,34 @@ class NodeState:
         session = body.get("session")
         ts = body.get("ts")
         proto = body.get("proto")
-        heartbeat = body.get("heartbeat")
         return cls(
             online=body["online"],
             session=session if isinstance(session, str) else "",
             ts=ts if isinstance(ts, int) and not isinstance(ts, bool) and 0 <= ts < _MAX_TS else None,
             proto=proto if proto in (4, 5) and not isinstance(proto, bool) else 5,
-            heartbeat=float(heartbeat) if isinstance(heartbeat, (int, float)) and not isinstance(heartbeat, bool)
-            and 0 < heartbeat <= _MAX_HEARTBEAT else None,
+            heartbeat=_heartbeat(body.get("heartbeat")),
         )
 
 
 @dataclass
 class Birth:
-    """``P/node/NID/sender/S``: ``{"events", "requests", "session"[, "retained"]}`` (pysig's ``#connect`` data;
-    ``retained``: the events the node publishes retained, when there are any)."""
+    """``P/node/NID/sender/S``: ``{"events", "requests", "session"[, "retained"][, "heartbeat"]}`` (pysig's
+    ``#connect`` data; ``retained``: the events the node publishes retained, when there are any;
+    ``heartbeat``: the node's, as in its state)."""
 
     events: list[Any]
     requests: list[Any] | None
     session: str
     retained: list[Any] | None = None
+    heartbeat: float | None = None
 
     def encode(self) -> bytes:
         """The retained payload."""
-        body = {"events": self.events, "requests": self.requests, "session": self.session}
+        body: dict[str, Any] = {"events": self.events, "requests": self.requests, "session": self.session}
         if self.retained:
             body["retained"] = self.retained
+        if self.heartbeat is not None:
+            body["heartbeat"] = self.heartbeat
         return encode_json(body)
 
     def describe(self) -> dict[str, Any]:
@@ -170,4 +177,5 @@ class Birth:
             requests=requests if isinstance(requests, list) else None,
             session=session if isinstance(session, str) else "",
             retained=retained if isinstance(retained, list) else None,
+            heartbeat=_heartbeat(body.get("heartbeat")),
         )
