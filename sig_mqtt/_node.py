@@ -44,6 +44,7 @@ from sig import (
 )
 
 from ._batch import JobQueue
+from ._dedup import Dedup
 from ._foreign import ForeignSenders
 from ._link import MqttLink, Will, properties
 from ._nodecore import NodeCore
@@ -133,6 +134,7 @@ class MqttNode:
         self.core = NodeCore(self.topics, nid, self.session, identifiers=link_settings.get("protocol", 5) == 5,
                              heartbeat=heartbeat, max_payload=max_payload, retain=retain, follow_all=follow_all)
         self._leaving = False
+        self.dedup = Dedup()  # broker redeliveries of events (paho's network thread only)
         self.presence = Presence(nid, heartbeat)
         self.reply_topic = self.topics.reply(nid)
         self._lock = threading.RLock()
@@ -375,6 +377,10 @@ class MqttNode:
         what = self.core.classify(topic, len(payload), ids)
         kind, parsed = what.kind, what.parsed
         if kind == "tree" and parsed is not None:
+            if props is not None and parsed.kind == "event" and not message.retain:
+                seq = getattr(props, "UserProperty", None)
+                if seq is not None and not self.dedup.fresh_message(seq):
+                    return  # a redelivery of an event dispatched already (see ._dedup)
             self._jobs.put(functools.partial(self._tree_message, parsed, payload, bool(message.retain)))
         elif kind == "request" and parsed is not None:
             self._requests.submit(self._answer, parsed, message)

@@ -17,6 +17,7 @@ from typing import Any
 
 from sig import EVENT_CONNECT, EVENT_DISCONNECT, Router
 
+from ._dedup import Sequencer
 from ._link import MqttLink
 from ._nodecore import NodeCore
 from ._outlet import Outlet
@@ -39,6 +40,9 @@ class RouterSide:
         qos: QoS of events.
         subscribe_timeout: seconds a new listener waits for its SUBACK.
         dispatcher: the node's dispatcher thread, which must never wait for a SUBACK.
+
+    Attributes:
+        sequencer: numbers our events on MQTT 5 (see :mod:`._dedup`).
     """
 
     def __init__(self, router: Router, core: NodeCore, outlet: Outlet, link: MqttLink, lock: threading.RLock,
@@ -53,6 +57,7 @@ class RouterSide:
         self.qos = qos
         self.subscribe_timeout = subscribe_timeout
         self.dispatcher = dispatcher
+        self.sequencer = Sequencer(core.session)
 
     def attach(self) -> None:
         """Host the router's connected senders, subscribe for its listeners, then follow its changes."""
@@ -84,7 +89,8 @@ class RouterSide:
             return
         out = self.core.event(sender, event, data)
         if out is not None:
-            self.outlet.publish(out[0], out[1], self.qos, out[2], buffer=True)
+            props = self.sequencer.next() if self.link.protocol == 5 else None
+            self.outlet.publish(out[0], out[1], self.qos, out[2], buffer=True, properties=props)
 
     def sender_up(self, sender: Any, description: Any) -> None:
         """One of the router's senders connected: its request filter, its birth."""
