@@ -35,6 +35,16 @@ __all__ = ["SEQ_PROPERTY", "Dedup", "Sequencer"]
 SEQ_PROPERTY = "sig-seq"
 _NAME = SEQ_PROPERTY.encode("ascii")
 _HEAD = b"\x26" + len(_NAME).to_bytes(2, "big") + _NAME
+_new = object.__new__
+
+
+class _SeqProperties(PackedProperties):
+    """The properties of one event: its sequence (``str()`` and ``json()`` show it, as paho's would)."""
+
+    @property
+    def UserProperty(self) -> list[tuple[str, str]]:  # paho's attribute name
+        value = self.pack()[len(_HEAD) + 3:]
+        return [(SEQ_PROPERTY, value.decode("utf-8"))]
 
 
 class Sequencer:
@@ -46,11 +56,12 @@ class Sequencer:
         self._count = itertools.count(1)
 
     def next(self) -> PackedProperties:
-        """The properties of the next event: its sequence, packed once."""
-        value = self._prefix + str(next(self._count)).encode("ascii")
-        block = _HEAD + len(value).to_bytes(2, "big") + value
-        props = PackedProperties(bytes((len(block),)) + block)  # the block stays under 128 bytes
-        props.__dict__["UserProperty"] = [(SEQ_PROPERTY, value.decode("utf-8"))]
+        """The properties of the next event: its sequence, packed once (about 1 µs)."""
+        value = self._prefix + b"%d" % next(self._count)
+        props = _new(_SeqProperties)
+        size = len(value)
+        # the block's length (under 128: one byte), then User Property: its name, its value
+        props.__dict__["_packed"] = bytes((len(_HEAD) + 2 + size,)) + _HEAD + size.to_bytes(2, "big") + value
         return props
 
 

@@ -37,9 +37,10 @@ _PUBLISH: dict[int, tuple[str, str]] = {
 class ReceivedProperties(Properties):
     """The properties of a PUBLISH read by :func:`decode_publish` (present ones only, as paho's)."""
 
+    packetType = PacketTypes.PUBLISH
+
     def __init__(self) -> None:
-        # No call to Properties.__init__: its tables are the class's (set below).
-        object.__setattr__(self, "packetType", PacketTypes.PUBLISH)
+        pass  # no call to Properties.__init__: its tables are the class's (set below)
 
 
 # paho's tables, once for the class instead of once per message
@@ -49,12 +50,10 @@ ReceivedProperties.properties = _TEMPLATE.properties
 
 
 class PackedProperties(ReceivedProperties):
-    """PUBLISH properties to send, given as their packed bytes (length prefix included); set
-    the attributes they hold with ``props.__dict__[name] = value`` for ``str()`` and ``json()``."""
+    """PUBLISH properties to send, given as their packed bytes (length prefix included)."""
 
     def __init__(self, packed: bytes) -> None:
-        super().__init__()
-        object.__setattr__(self, "_packed", packed)
+        self.__dict__["_packed"] = packed
 
     def pack(self) -> bytes:
         """The bytes made once."""
