@@ -49,6 +49,9 @@ class ForeignSenders:
         for change in changes:
             if change.kind == "connect":
                 self._connect(change)
+            elif change.kind == "move":
+                if change.sender in self.nodes:
+                    self.nodes[change.sender] = change.nid
             elif self.nodes.get(change.sender) == change.nid:
                 try:
                     self.router.removeSender(change.sender)
@@ -59,7 +62,8 @@ class ForeignSenders:
     def _connect(self, change: Change) -> None:
         sender = change.sender
         if sender in self.local:
-            logger.warning("sender %r of node %s clashes with ours: ignored", sender, change.nid)
+            if not change.birth.shared:  # else another host of a shared sender we host too
+                logger.warning("sender %r of node %s clashes with ours: ignored", sender, change.nid)
             return
         requests = None
         if change.birth.requests is not None:

@@ -21,6 +21,7 @@ from ._dedup import Sequencer
 from ._link import MqttLink
 from ._nodecore import NodeCore
 from ._outlet import Outlet
+from ._payload import now_ms
 
 __all__ = ["RouterSide"]
 
@@ -95,7 +96,7 @@ class RouterSide:
     def sender_up(self, sender: Any, description: Any) -> None:
         """One of the router's senders connected: its request filter, its birth."""
         with self.lock:
-            self.outlet.apply(self.core.sender_up(sender, description))
+            self.outlet.apply(self.core.sender_up(sender, description, now_ms()))
         if self.outlet.ready:
             self.publish_birth(sender)
 
