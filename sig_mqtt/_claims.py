@@ -198,11 +198,15 @@ class Claimer:
                 verdict, other = self.book.judge(sender, self._others(sender))
                 if verdict == "win":
                     self.book.hold(sender, claim.since)
-                    return
+                    break
                 left = deadline - time.monotonic()
                 if verdict == "lose" or left <= 0:
                     break
                 self._changed.wait(left)
+        if verdict == "win":
+            if shared:
+                node._foreign.adopt(sender)  # another host's copy in our router makes way for ours
+            return
         self.unclaim(sender)
         if other is None or verdict == "wait":
             raise SenderConnectedError("sender %r: the claim of node %s did not settle in %.1f s" % (
@@ -218,21 +222,24 @@ class Claimer:
             if self.book.close(sender) is not None:
                 self._publish((self.node.topics.birth(self.node.nid, sender), b""))
 
-    def seen(self, nid: str, sender: Any, birth: Birth | None) -> bool:
+    def note(self, nid: str, sender: Any, birth: Birth | None) -> bool:
         """Another node's birth arrived (dispatcher); False when it is pending (not for presence)."""
         with self._changed:
             self.book.note(nid, sender, birth)
-            self._changed.notify_all()
-            winner = self.book.contest(sender, self._others(sender)) if sender in self.book.mine else None
-        if winner is not None:
-            self._revoke(sender, winner)
         return birth is None or not birth.pending
 
-    def changed(self) -> None:
-        """A node state changed (dispatcher): a claim waiting on that node may go on."""
-        if self.book.mine:
-            with self._changed:
-                self._changed.notify_all()
+    def changed(self, sender: Any = None) -> None:
+        """A birth of ``sender`` (None: a node state) changed presence (dispatcher, after presence took
+        it): waiting claims judge again; a held claim of ours that meets one ranking first is revoked."""
+        if not self.book.mine:
+            return
+        with self._changed:
+            self._changed.notify_all()
+            senders = list(self.book.mine) if sender is None else [sender] if sender in self.book.mine else []
+            lost = [(name, winner) for name in senders
+                    for winner in [self.book.contest(name, self._others(name))] if winner is not None]
+        for name, winner in lost:
+            self._revoke(name, winner)
 
     def _others(self, sender: Any) -> list[Claim]:
         presence = self.node.presence

@@ -141,7 +141,7 @@ class MqttNode:
         self.presence = Presence(nid, heartbeat)
         self.reply_topic = self.topics.reply(nid)
         self._lock = threading.RLock()
-        self._foreign = ForeignSenders(router, self.core.local, self.request)
+        self._foreign = ForeignSenders(router, self.core.local, self.request, self.presence)
         self._jobs = JobQueue()  # one dispatcher wake-up per batch read by paho's thread
         self._request_workers = request_workers
         self._requests = ThreadPoolExecutor(request_workers, thread_name_prefix="sig-mqtt-request")
@@ -264,7 +264,9 @@ class MqttNode:
             raise UnknownSenderError("sender %r is not connected" % (sender,))
         if not self.ready:
             raise CarrierError("not connected to the broker: request to %r not sent" % (sender,))
-        v5 = self.link.protocol == 5 and self.presence.proto(nid) == 5
+        birth = self.presence.birth(sender)  # a shared sender: any of its hosts may answer
+        hosts = list(self.presence.births.get(sender, {})) if birth is not None and birth.shared else [nid]
+        v5 = self.link.protocol == 5 and all(self.presence.proto(host) == 5 for host in hosts)
         timeout = self.request_timeout if timeout is None else timeout
         return self.rpc.call(self.topics.request(sender, method), params, timeout, v5,
                              "request %r to %r" % (method, sender))
@@ -448,8 +450,10 @@ class MqttNode:
             return
         if nid == self.nid:
             self.core.own_births[sender] = birth
-        elif self.claims.seen(nid, sender, birth):  # a pending claim is not a connected sender
+            return
+        if self.claims.note(nid, sender, birth):  # a pending claim is not a connected sender
             self._foreign.apply(self.presence.sender_birth(nid, sender, birth, retained))
+        self.claims.changed(sender)
 
     def _node_state(self, nid: str, payload: bytes, retained: bool) -> None:
         state = NodeState.decode(payload) if payload else None

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Container
+from collections.abc import Callable
 from typing import Any
 
 from sig import EVENT_CONNECT, EVENT_DISCONNECT, Router
 
 from ._dedup import Sequencer
+from ._foreign import ForeignSenders
 from ._link import MqttLink
 from ._nodecore import NodeCore
 from ._outlet import Outlet
@@ -47,7 +48,7 @@ class RouterSide:
     """
 
     def __init__(self, router: Router, core: NodeCore, outlet: Outlet, link: MqttLink, lock: threading.RLock,
-                 foreign: Container[Any], qos: int, subscribe_timeout: float,
+                 foreign: ForeignSenders, qos: int, subscribe_timeout: float,
                  dispatcher: Callable[[], threading.Thread | None]) -> None:
         self.router = router
         self.core = core
@@ -103,12 +104,15 @@ class RouterSide:
     def sender_down(self, sender: Any) -> None:
         """One of our senders left: its birth is removed."""
         with self.lock:
+            shared = self.core.claims.shared(sender)
             change = self.core.sender_down(sender)
             if change is None:
                 return
             self.outlet.apply(change)
         if self.outlet.ready:
             self.outlet.publish(self.core.topics.birth(self.core.nid, sender), b"", 1, True)
+        if shared:
+            self.foreign.resume(sender)  # other hosts may still have it
 
     def publish_birth(self, sender: Any) -> None:
         """Publish the retained birth of our ``sender``."""
