@@ -83,6 +83,22 @@ def test_qos2_on_nats_is_granted_as_qos1_logged_once_per_filter(nats: NatsCluste
     assert not any("lost the broker" in message for message in messages)
 
 
+def test_a_shared_sender_is_refused_clearly_and_the_name_stays_free(nats: NatsCluster, carriers: list[Any]) -> None:
+    """NATS accepts ``$share/...`` subscriptions and delivers nothing: the probe says so at registration."""
+    prefix = "s%s/sig" % uuid.uuid4().hex[:6]
+    hosting, router = _node(carriers, nats.member(0), prefix)
+    started = time.monotonic()
+    with pytest.raises(sig.SigError, match="shared subscriptions are not supported by this broker"):
+        router.addRemoteSender("pool", ["done"], requests={"work": lambda params: 1}, shared=True)
+    refused = time.monotonic() - started
+    assert hosting.isConnected() and "pool" not in router.senders
+    router.addRemoteSender("pool", ["done"], requests={"work": lambda params: 1})  # as a plain sender
+    requesting, requester = _node(carriers, nats.member(1), prefix)
+    assert wait_until(lambda: requesting.isSenderConnected("pool"), 10.0)
+    assert requester.remoteRequest("pool", "work") == 1
+    print("\nNATS: shared sender refused after %.2f s" % refused)
+
+
 def test_member_killed_under_a_node_it_fails_over_and_events_still_cross(
         nats: NatsCluster, carriers: list[Any]) -> None:
     prefix = "n%s/sig" % uuid.uuid4().hex[:6]
