@@ -195,83 +195,72 @@ def test_mosquitto_pub_with_the_same_user_property_twice_is_heard_once(listening
     assert carrier.node.dedup.dropped == 1
 
 
+def _pair(carriers: list[Any], port: int, listener_protocol: int = 5) -> tuple[
+        CarrierMQTTClient, sig.ClientRouter, CarrierMQTTClient, sig.ClientRouter]:
+    """A hosting node (MQTT 5) and a listening node on one fresh prefix: (carrier, router) of each."""
+    prefix = "d%s/sig" % uuid.uuid4().hex[:8]
+    made = []
+    for protocol in (5, listener_protocol):
+        carrier = CarrierMQTTClient(prefix=prefix, protocol=protocol)
+        carriers.append(carrier)
+        made += [carrier, sig.ClientRouter(carrier, request_timeout=5.0)]
+        assert carrier.connect("127.0.0.1", port, auto_reconnect=False), carrier.last_error
+    return made[0], made[1], made[2], made[3]
+
+
 @pytest.mark.parametrize("listener_protocol", [5, 4])
-def test_sig_events_carry_their_sequence_beside_a_plain_payload(mosquitto: Any, listener_protocol: int) -> None:
-    prefix = "d%s/sig" % uuid.uuid4().hex[:8]
-    hosting = CarrierMQTTClient(prefix=prefix, protocol=5)
-    listening = CarrierMQTTClient(prefix=prefix, protocol=listener_protocol)
-    try:
-        sender_router = sig.ClientRouter(hosting, request_timeout=5.0)
-        listener_router = sig.ClientRouter(listening, request_timeout=5.0)
-        assert hosting.connect("127.0.0.1", mosquitto.port, auto_reconnect=False)
-        assert listening.connect("127.0.0.1", mosquitto.port, auto_reconnect=False)
-        rec = Recorder()
-        listener_router.addRemoteListener(rec.listener(), "dev", "temp")
-        dev = sender_router.addRemoteSender("dev", ["temp"])
-        with mosquitto_sub.background(mosquitto.port, prefix + "/event/#", "-V", "mqttv5", "-F", "%t|%p|%P") as v5, \
-                mosquitto_sub.background(mosquitto.port, prefix + "/event/#") as v311:
-            for value in (20.5, {"t": 1}):
-                dev.getSignal("temp").trigger(value)
-            lines5 = v5.wait_for(2, 5.0)
-            lines311 = v311.wait_for(2, 5.0)
-        session = hosting.node.session
-        assert lines5 == ['%s/event/dev/temp|20.5|%s:%s:1' % (prefix, SEQ_PROPERTY, session),
-                          '%s/event/dev/temp|{"t":1}|%s:%s:2' % (prefix, SEQ_PROPERTY, session)]
-        assert lines311 == ['%s/event/dev/temp 20.5' % prefix, '%s/event/dev/temp {"t":1}' % prefix]
-        assert [call[3] for call in rec.wait_for(2, 5.0)] == [20.5, {"t": 1}]
-    finally:
-        hosting.disconnect()
-        listening.disconnect()
+def test_sig_events_carry_their_sequence_beside_a_plain_payload(mosquitto: Any, carriers: list[Any],
+                                                                listener_protocol: int) -> None:
+    hosting, sender_router, _, listener_router = _pair(carriers, mosquitto.port, listener_protocol)
+    prefix = hosting.node.topics.prefix
+    rec = Recorder()
+    listener_router.addRemoteListener(rec.listener(), "dev", "temp")
+    dev = sender_router.addRemoteSender("dev", ["temp"])
+    with mosquitto_sub.background(mosquitto.port, prefix + "/event/#", "-V", "mqttv5", "-F", "%t|%p|%P") as v5, \
+            mosquitto_sub.background(mosquitto.port, prefix + "/event/#") as v311:
+        for value in (20.5, {"t": 1}):
+            dev.getSignal("temp").trigger(value)
+        lines5 = v5.wait_for(2, 5.0)
+        lines311 = v311.wait_for(2, 5.0)
+    session = hosting.node.session
+    assert lines5 == ['%s/event/dev/temp|20.5|%s:%s:1' % (prefix, SEQ_PROPERTY, session),
+                      '%s/event/dev/temp|{"t":1}|%s:%s:2' % (prefix, SEQ_PROPERTY, session)]
+    assert lines311 == ['%s/event/dev/temp 20.5' % prefix, '%s/event/dev/temp {"t":1}' % prefix]
+    assert [call[3] for call in rec.wait_for(2, 5.0)] == [20.5, {"t": 1}]
 
 
-def test_on_3_1_1_a_redelivery_is_not_recognised(mosquitto: Any) -> None:
+def test_on_3_1_1_a_redelivery_is_not_recognised(mosquitto: Any, carriers: list[Any]) -> None:
     """What 3.1.1 gets (documented): no User Properties, so a duplicate passes."""
-    prefix = "d%s/sig" % uuid.uuid4().hex[:8]
-    carrier = CarrierMQTTClient(prefix=prefix, protocol=4)
-    router = sig.ClientRouter(carrier, request_timeout=5.0)
+    _, _, listening, router = _pair(carriers, mosquitto.port, 4)
+    rec = Recorder()
+    router.addRemoteListener(rec.listener(), "dev", "temp")
+    client = _paho_v5(mosquitto.port)
     try:
-        assert carrier.connect("127.0.0.1", mosquitto.port, auto_reconnect=False)
-        rec = Recorder()
-        router.addRemoteListener(rec.listener(), "dev", "temp")
-        client = _paho_v5(mosquitto.port)
-        try:
-            for _ in range(2):
-                _publish(client, prefix + "/event/dev/temp", "1", "s1:1")
-        finally:
-            client.disconnect()
-            client.loop_stop()
-        assert [call[3] for call in rec.wait_for(2, 5.0)] == [1, 1]
+        for _ in range(2):
+            _publish(client, listening.node.topics.prefix + "/event/dev/temp", "1", "s1:1")
     finally:
-        carrier.disconnect()
+        client.disconnect()
+        client.loop_stop()
+    assert [call[3] for call in rec.wait_for(2, 5.0)] == [1, 1]
 
 
-def test_a_burst_from_several_threads_is_heard_once_each(mosquitto: Any) -> None:
+def test_a_burst_from_several_threads_is_heard_once_each(mosquitto: Any, carriers: list[Any]) -> None:
     """Numbers taken by several threads at once go out in any order: none is dropped as a duplicate."""
-    prefix = "d%s/sig" % uuid.uuid4().hex[:8]
-    hosting = CarrierMQTTClient(prefix=prefix, protocol=5)
-    listening = CarrierMQTTClient(prefix=prefix, protocol=5)
-    try:
-        sender_router = sig.ClientRouter(hosting, request_timeout=5.0)
-        listener_router = sig.ClientRouter(listening, request_timeout=5.0)
-        assert hosting.connect("127.0.0.1", mosquitto.port, auto_reconnect=False)
-        assert listening.connect("127.0.0.1", mosquitto.port, auto_reconnect=False)
-        rec = Recorder()
-        listener_router.addRemoteListener(rec.listener(), "dev", None)
-        dev = sender_router.addRemoteSender("dev", ["a", "b", "c", "d"])
+    _, sender_router, listening, listener_router = _pair(carriers, mosquitto.port)
+    rec = Recorder()
+    listener_router.addRemoteListener(rec.listener(), "dev", None)
+    dev = sender_router.addRemoteSender("dev", ["a", "b", "c", "d"])
 
-        def burst(event: str) -> None:
-            for value in range(300):
-                dev.getSignal(event).trigger(value)
+    def burst(event: str) -> None:
+        for value in range(300):
+            dev.getSignal(event).trigger(value)
 
-        threads = [threading.Thread(target=burst, args=(event,)) for event in "abcd"]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert wait_until(lambda: sum(call[2] in "abcd" for call in rec.calls) >= 1200, 20.0)
-        calls = [call for call in rec.settle(0.3) if call[2] in "abcd"]
-        assert sorted(calls) == sorted(("", "dev", event, value) for event in "abcd" for value in range(300))
-        assert listening.node.dedup.dropped == 0
-    finally:
-        hosting.disconnect()
-        listening.disconnect()
+    threads = [threading.Thread(target=burst, args=(event,)) for event in "abcd"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert wait_until(lambda: sum(call[2] in "abcd" for call in rec.calls) >= 1200, 20.0)
+    calls = [call for call in rec.settle(0.3) if call[2] in "abcd"]
+    assert sorted(calls) == sorted(("", "dev", event, value) for event in "abcd" for value in range(300))
+    assert listening.node.dedup.dropped == 0
