@@ -4,11 +4,13 @@ The decision alone (:class:`ClaimBook`), a model of one broker that hands every 
 it takes in order, with every interleaving Hypothesis finds, and real races: 2 and 3 nodes
 register one name at the same moment (threads released by a barrier), 20 times, on
 Mosquitto and amqtt: one owner every time, the others get ``NameError``, requests are
-answered once, by the owner.
+answered once, by the owner. After registration, a held birth of another node that ranks
+first takes the name: ours is removed and publishes nothing more.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,7 +19,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from netutil import wait_until
+from mqttutil import mosquitto_pub, retained_lines
+from netutil import Recorder, wait_until
 
 import sig
 from sig_mqtt import CarrierMQTTClient
@@ -240,3 +243,41 @@ def test_nodes_registering_one_name_at_the_same_moment_leave_one_owner(
             if index != owner:  # a loser knows the owner, and its own requests reach it too
                 assert routers[index].remoteRequest(name, "who") == owner
         assert answered == {owner: 3 + contenders - 1}
+
+
+def _node(carriers: list[Any], port: int, prefix: str) -> tuple[CarrierMQTTClient, sig.ClientRouter]:
+    carrier = CarrierMQTTClient(prefix=prefix, protocol=5, request_timeout=5.0)
+    carriers.append(carrier)
+    router = sig.ClientRouter(carrier, request_timeout=5.0)
+    assert carrier.connect("127.0.0.1", port, auto_reconnect=False), carrier.last_error
+    return carrier, router
+
+
+def test_a_held_birth_that_came_first_takes_the_name_back(mosquitto: Any, carriers: list[Any],
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """After registration: another node's held birth that ranks first (a cluster that ordered the
+    claims differently, presence that came late) wins; ours is removed and publishes nothing more."""
+    prefix = "c%s/sig" % uuid.uuid4().hex[:8]
+    hosting, router = _node(carriers, mosquitto.port, prefix)
+    _, listener = _node(carriers, mosquitto.port, prefix)
+    rec = Recorder()
+    listener.addRemoteListener(rec.listener(), "dev", "changed")
+    dev = router.addRemoteSender("dev", ["changed"], requests={"get": lambda params: "ours"})
+    dev.getSignal("changed").trigger(1)
+    rec.wait_for(1, 5.0)
+    # A later held claim does not move us.
+    mosquitto_pub(mosquitto.port, prefix + "/node/late", '{"online":true,"session":"sl","proto":4}', "-r")
+    mosquitto_pub(mosquitto.port, prefix + "/node/late/sender/dev",
+                  '{"events":["changed"],"requests":null,"session":"sl","since":%d}' % (2 ** 46), "-r")
+    assert hosting.sync() and hosting.node.hosts("dev")
+    with caplog.at_level(logging.ERROR, logger="sig.mqtt"):
+        mosquitto_pub(mosquitto.port, prefix + "/node/early", '{"online":true,"session":"se","proto":4}', "-r")
+        mosquitto_pub(mosquitto.port, prefix + "/node/early/sender/dev",
+                      '{"events":["changed"],"requests":null,"session":"se","since":1}', "-r")
+        assert wait_until(lambda: not hosting.node.hosts("dev"), 5.0)
+    assert any("whose claim came first" in record.getMessage() for record in caplog.records)
+    births = retained_lines(mosquitto.port, prefix + "/node/+/sender/dev")
+    assert not any("/node/%s/" % hosting.client_id in line for line in births), births
+    dev.getSignal("changed").trigger(2)  # published no more
+    dev.getSignal("changed").trigger(3)
+    assert [call[3] for call in rec.settle(0.3)] == [1]

@@ -9,7 +9,6 @@ registration, and a TCP server refuses a shared sender.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections import Counter
 from typing import Any
@@ -114,7 +113,7 @@ def test_a_shared_and_a_plain_claim_on_one_name_conflict(mosquitto: Any, carrier
 
 
 def test_a_broker_without_shared_subscriptions_refuses_a_shared_sender_clearly(
-        embedded_broker: Any, carriers: list[Any], caplog: pytest.LogCaptureFixture) -> None:
+        embedded_broker: Any, carriers: list[Any]) -> None:
     prefix = "s%s/sig" % uuid.uuid4().hex[:8]
     carrier, router = _node(carriers, embedded_broker.port, prefix, 4)
     with pytest.raises(sig.SigError, match="shared subscriptions are not supported by this broker"):
@@ -135,35 +134,3 @@ def test_a_tcp_server_refuses_a_shared_sender(tcp_net: Any) -> None:
     assert "pool" not in tcp_net.server.senders
     client.addRemoteSender("pool", ["done"])  # the name is free
     assert tcp_net.server.getSender("pool").isConnected()
-
-
-def test_a_held_birth_that_came_first_takes_the_name_back(mosquitto: Any, carriers: list[Any],
-                                                          caplog: pytest.LogCaptureFixture) -> None:
-    """After registration: another node's held birth that ranks first (a cluster that ordered the
-    claims differently, presence that came late) wins; ours is removed and publishes nothing more."""
-    from mqttutil import mosquitto_pub
-
-    prefix = "s%s/sig" % uuid.uuid4().hex[:8]
-    hosting, router = _node(carriers, mosquitto.port, prefix, 5)
-    _, listener = _node(carriers, mosquitto.port, prefix, 5)
-    rec = Recorder()
-    listener.addRemoteListener(rec.listener(), "dev", "changed")
-    dev = router.addRemoteSender("dev", ["changed"], requests={"get": lambda params: "ours"})
-    dev.getSignal("changed").trigger(1)
-    rec.wait_for(1, 5.0)
-    # A later held claim does not move us.
-    mosquitto_pub(mosquitto.port, prefix + "/node/late", '{"online":true,"session":"sl","proto":4}', "-r")
-    mosquitto_pub(mosquitto.port, prefix + "/node/late/sender/dev",
-                  '{"events":["changed"],"requests":null,"session":"sl","since":%d}' % (2 ** 46), "-r")
-    assert hosting.sync() and hosting.node.hosts("dev")
-    with caplog.at_level(logging.ERROR, logger="sig.mqtt"):
-        mosquitto_pub(mosquitto.port, prefix + "/node/early", '{"online":true,"session":"se","proto":4}', "-r")
-        mosquitto_pub(mosquitto.port, prefix + "/node/early/sender/dev",
-                      '{"events":["changed"],"requests":null,"session":"se","since":1}', "-r")
-        assert wait_until(lambda: not hosting.node.hosts("dev"), 5.0)
-    assert any("whose claim came first" in record.getMessage() for record in caplog.records)
-    births = retained_lines(mosquitto.port, prefix + "/node/+/sender/dev")
-    assert not any("/node/%s/" % hosting.client_id in line for line in births), births
-    dev.getSignal("changed").trigger(2)  # published no more
-    dev.getSignal("changed").trigger(3)
-    assert [call[3] for call in rec.settle(0.3)] == [1]
