@@ -134,3 +134,21 @@ def test_a_tcp_server_refuses_a_shared_sender(tcp_net: Any) -> None:
     assert "pool" not in tcp_net.server.senders
     client.addRemoteSender("pool", ["done"])  # the name is free
     assert tcp_net.server.getSender("pool").isConnected()
+
+
+def test_a_shared_sender_is_registered_again_as_shared_after_a_reconnect(mosquitto: Any, carriers: list[Any]) -> None:
+    prefix = "s%s/sig" % uuid.uuid4().hex[:8]
+    hosts = []
+    for index in range(2):
+        carrier = CarrierMQTTClient(client_id="h%d-%s" % (index, uuid.uuid4().hex[:6]), prefix=prefix,
+                                    reconnect_min=0.1, reconnect_max=0.5, request_timeout=5.0)
+        carriers.append(carrier)
+        router = sig.ClientRouter(carrier, request_timeout=5.0)
+        assert carrier.connect("127.0.0.1", mosquitto.port)
+        router.addRemoteSender("pool", ["done"], requests={"work": lambda params, index=index: index}, shared=True)
+        hosts.append(carrier)
+    mosquitto.restart()  # no persistence: every birth is gone, every node reconnects and registers again
+    assert wait_until(lambda: all(carrier.isConnected() for carrier in hosts), 10.0)
+    assert wait_until(lambda: _held_shared_births(mosquitto.port, prefix + "/node/+/sender/pool") == 2, 10.0)
+    _, requester = _node(carriers, mosquitto.port, prefix, 5)
+    assert {requester.remoteRequest("pool", "work") for _ in range(6)} == {0, 1}
