@@ -67,6 +67,10 @@ class JobQueue:
         """The next job; raises :class:`queue.Empty` after ``timeout`` s."""
         return self._queue.get(timeout=timeout)
 
+    def empty(self) -> bool:
+        """No job waits (none queued, none in an open batch)."""
+        return self._queue.empty() and not self._pending
+
     def begin(self) -> None:
         """From now on, this thread's jobs wait for :meth:`end`."""
         self._owner = threading.get_ident()

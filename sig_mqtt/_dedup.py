@@ -80,6 +80,11 @@ class Dedup:
         self._full = (1 << window) - 1
         self._seen: dict[str, list[int]] = {}  # session -> [highest n, bits of n, n-1, ...]
 
+    def fresh_props(self, props: Any) -> bool:
+        """False when a message's MQTT 5 properties say it was dispatched already."""
+        user_properties = getattr(props, "UserProperty", None)
+        return user_properties is None or self.fresh_message(user_properties)
+
     def fresh_message(self, user_properties: Any) -> bool:
         """False when the message's :data:`SEQ_PROPERTY` says it was dispatched already."""
         for name, value in user_properties:

@@ -423,7 +423,7 @@ class MqttLink:
         """
         code = getattr(reason, "value", None)
         verdict = self.drops.dropped(time.monotonic(), code if isinstance(code, int) else None, random.random())
-        message = verdict.message(self.client_id)
+        message = verdict.message(self.client_id, len(self.failover.addresses) > 1)
         if message is not None:
             self.last_error = message
             logger.warning("[MQTT] %s", message)

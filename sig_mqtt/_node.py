@@ -75,7 +75,7 @@ class MqttNode:
         nid: the node id, also the MQTT client id.
         prefix: root of sig's topic tree.
         qos: QoS of events, births, requests and replies.
-        heartbeat: seconds between node-state refreshes (staleness after 3).
+        heartbeat: seconds between node-state refreshes (others: offline after 1.5, see ._presence).
         buffer_size: events kept while the broker is unreachable (oldest dropped).
         max_outstanding: publishes in flight before a publisher waits (backpressure).
         request_timeout: default seconds a request to another node waits.
@@ -298,10 +298,8 @@ class MqttNode:
         return False
 
     def claim(self, sender: Any, description: Any = None, shared: bool = False) -> None:
-        """Make ``sender`` ours before it is registered: no other node hosts it or wins it at the same
-        moment (see :mod:`._claims`); ``shared``: several nodes may host it (see :mod:`._shared`).
-
-        Follows that name's presence from now on (see :meth:`watch`).
+        """Make ``sender`` ours before it is registered (:mod:`._claims`; ``shared``: several nodes may
+        host it, :mod:`._shared`); follows that name's presence from now on (see :meth:`watch`).
 
         Raises:
             SenderConnectedError: another node hosts it or won it (a ``NameError``).
@@ -345,7 +343,7 @@ class MqttNode:
             self._round_trips.mark_connect()
             self.ready = True
             buffered = self.outlet.take_buffered()
-        self.presence.refresh(time.time())
+        self.presence.refresh(time.monotonic())
         self.core.next_heartbeat = time.monotonic() + self.heartbeat
         for topic, payload, qos, retain, props in buffered:
             self.outlet.publish(topic, payload, qos, retain, buffer=True, properties=props)
@@ -382,10 +380,8 @@ class MqttNode:
         what = self.core.classify(topic, len(payload), ids)
         kind, parsed = what.kind, what.parsed
         if kind == "tree" and parsed is not None:
-            if props is not None and parsed.kind == "event" and not message.retain:
-                seq = getattr(props, "UserProperty", None)
-                if seq is not None and not self.dedup.fresh_message(seq):
-                    return  # a redelivery of an event dispatched already (see ._dedup)
+            if props is not None and parsed.kind == "event" and not (message.retain or self.dedup.fresh_props(props)):
+                return  # a redelivery of an event dispatched already (see ._dedup)
             self._jobs.put(functools.partial(self._tree_message, parsed, payload, bool(message.retain)))
         elif kind == "request" and parsed is not None:
             self._requests.submit(self._answer, parsed, message)
@@ -400,7 +396,7 @@ class MqttNode:
 
     def _dispatch_loop(self) -> None:
         while True:
-            timeout = self.core.wait(time.monotonic(), self.ready)
+            timeout = self.core.wait(time.monotonic(), self.ready, self.presence.deadline)
             try:
                 job = self._jobs.get(timeout=timeout)
             except queue.Empty:
@@ -409,7 +405,8 @@ class MqttNode:
                 return
             try:
                 job()
-                if job is not self._tick and self.ready and time.monotonic() >= self.core.next_heartbeat:
+                if job is not self._tick and self.ready and time.monotonic() >= min(self.core.next_heartbeat,
+                                                                                    self.presence.deadline):
                     self._tick()  # steady traffic never lets the queue time out: the beat is due anyway
             except Exception:
                 logger.exception("MQTT dispatcher job failed")
@@ -419,7 +416,8 @@ class MqttNode:
             return
         if self.core.heartbeat_due(time.monotonic()):
             self._publish_state(True)
-        self._foreign.apply(self.presence.expire(time.time()))
+        if self._jobs.empty():  # a state still queued was heard in time (judged once it has run)
+            self._foreign.apply(self.presence.expire(time.monotonic()))
 
     def _tree_message(self, parsed: Parsed, payload: bytes, retained: bool) -> None:
         kind = parsed.kind
@@ -468,7 +466,7 @@ class MqttNode:
                                "the Will of another client with the same id")
                 self._publish_state(True)
             return
-        self._foreign.apply(self.presence.node_state(nid, state, retained, time.time()))
+        self._foreign.apply(self.presence.node_state(nid, state, retained, time.monotonic(), time.time()))
         self.claims.changed()
 
     # -- requests and replies --------------------------------------------------------------

@@ -200,7 +200,7 @@ class NodeCore:
         events = list(description.get("events") or [])
         retained = [e for e in events if self.retains(sender, e)]  # listed in the birth (docs/convention.md 6.3)
         claim = self.claims.mine.get(sender)
-        birth = Birth(events, description.get("requests"), self.session, retained or None,
+        birth = Birth(events, description.get("requests"), self.session, retained or None, self.heartbeat,
                       shared=claim is not None and claim.shared, pending=pending,
                       since=None if claim is None else claim.since)
         try:
@@ -271,6 +271,7 @@ class NodeCore:
         self.next_heartbeat = now + self.heartbeat
         return True
 
-    def wait(self, now: float, ready: bool) -> float:
-        """How long the dispatcher may sleep before the next heartbeat or staleness check."""
-        return max(0.05, min(1.0, self.next_heartbeat - now)) if ready else 1.0
+    def wait(self, now: float, ready: bool, check_at: float = float("inf")) -> float:
+        """How long the dispatcher may sleep before the next heartbeat or staleness check
+        (``check_at``: when presence next needs one, monotonic like ``now``)."""
+        return max(0.05, min(1.0, self.next_heartbeat - now, check_at - now)) if ready else 1.0

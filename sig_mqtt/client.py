@@ -92,7 +92,7 @@ class CarrierMQTTClient(Carrier):
         request_timeout: default seconds a request waits (the ClientRouter built on
             this carrier takes it as its own default).
         heartbeat: seconds between node-state refreshes (others take us as
-            offline after 3 heartbeats without one).
+            offline after 1.5 heartbeats without one: the state and births say it).
         buffer_size: events kept while the broker is unreachable (the ClientRouter built on
             this carrier, which keeps them, takes it as its own default).
         ha_discovery: announce this node's senders to Home Assistant (MQTT discovery): True, a

@@ -16,8 +16,9 @@ from sig.carrier.tcpserver import CarrierTCPServer
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-# brokers and Mosquitto's clients; a real Home Assistant; sig-bridge processes; a private Docker engine
-pytest_plugins = ["mqttutil", "hautil", "bridgeutil", "dockerengine"]
+# brokers and Mosquitto's clients; a real Home Assistant; sig-bridge processes; a private Docker engine;
+# the session's RabbitMQ cluster
+pytest_plugins = ["mqttutil", "hautil", "bridgeutil", "dockerengine", "rabbitutil"]
 
 
 class Net:

@@ -62,7 +62,7 @@ def test_our_senders_births_and_events() -> None:
     topic, payload = c.birth("thermo")  # type: ignore[misc]
     assert topic == "p/node/n1/sender/thermo"
     assert json.loads(payload) == {"events": ["changed", "moved"], "requests": ["get"], "session": "s1",
-                                   "retained": ["changed"], "since": 1700}  # since: when the name was claimed
+                                   "retained": ["changed"], "heartbeat": 30.0, "since": 1700}  # since: claimed
     assert c.event("thermo", "changed", 21.5) == ("p/event/thermo/changed", b"21.5", True)
     assert c.event("thermo", "moved", {"x": 1}) == ("p/event/thermo/moved", b'{"x":1}', False)
     assert c.event("thermo", "#connect", {}) is None  # births say that
