@@ -30,6 +30,8 @@ from mqttutil import retained_lines
 from netutil import Recorder, wait_until
 from rabbitutil import RabbitCluster
 
+import sig
+
 pytestmark = pytest.mark.cluster
 
 HEARTBEAT = 2.0
@@ -100,6 +102,45 @@ def test_retained_births_reach_no_other_member_and_no_wildcard_so_late_joiners_a
     assert late_router.remoteRequest("thermo", "read", None) == 21
     print("\nRabbitMQ: a late joiner on another member sees the sender %.2f s after it started "
           "(connect + rebirth)" % seen)
+
+
+def test_a_name_held_on_one_member_stays_with_its_first_owner(rabbit: RabbitCluster, carriers: list[Any],
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A second node registering a held name on another member: it learns of the owner only from the
+    rebirth it asks for (RabbitMQ hands it no retained birth), so it is refused, or accepted and then
+    yields (its birth removed, an error logged) once the owner's birth arrives: one owner either way."""
+    prefix = _prefix()
+    first, first_router = member_node(carriers, rabbit.member(0), prefix)
+    first_router.addRemoteSender("thermo", ["changed"], requests={"who": lambda params: "first"})
+    assert first.sync()
+    second, second_router = member_node(carriers, rabbit.member(1), prefix)
+    with caplog.at_level(logging.ERROR, logger="sig.mqtt"):
+        try:
+            second_router.addRemoteSender("thermo", ["changed"], requests={"who": lambda params: "second"})
+            outcome = "accepted, then yielded %s"
+        except NameError:
+            outcome = "refused (NameError) %s"
+        started = time.monotonic()
+        assert wait_until(lambda: not second.node.hosts("thermo"), 5.0)
+    if outcome.startswith("accepted"):
+        assert any("whose claim came first" in record.getMessage() for record in caplog.records)
+    _, requester = member_node(carriers, rabbit.member(2), prefix)
+    assert wait_until(lambda: requester.carrier.isSenderConnected("thermo"), 10.0)  # type: ignore[attr-defined]
+    assert [requester.remoteRequest("thermo", "who") for _ in range(3)] == ["first"] * 3
+    assert second_router.remoteRequest("thermo", "who") == "first"
+    print("\nRabbitMQ: a second registration of a held name on another member: " + outcome % (
+        "after %.2f s" % (time.monotonic() - started) if outcome.startswith("accepted") else ""))
+
+
+def test_a_shared_sender_is_refused_clearly(rabbit: RabbitCluster, carriers: list[Any]) -> None:
+    """RabbitMQ accepts ``$share/...`` subscriptions and delivers nothing: the probe says so."""
+    prefix = _prefix()
+    hosting, router = member_node(carriers, rabbit.member(0), prefix)
+    started = time.monotonic()
+    with pytest.raises(sig.SigError, match="shared subscriptions are not supported by this broker"):
+        router.addRemoteSender("pool", ["done"], requests={"work": lambda params: 1}, shared=True)
+    print("\nRabbitMQ: shared sender refused after %.2f s" % (time.monotonic() - started))
+    assert hosting.isConnected() and "pool" not in router.senders
 
 
 def test_portable_ids_carry_names_with_a_dot_and_a_star_that_rabbitmq_otherwise_loses(
