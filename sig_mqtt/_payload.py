@@ -136,15 +136,24 @@ class NodeState:
 
 @dataclass
 class Birth:
-    """``P/node/NID/sender/S``: ``{"events", "requests", "session"[, "retained"][, "heartbeat"]}`` (pysig's
-    ``#connect`` data; ``retained``: the events the node publishes retained, when there are any;
-    ``heartbeat``: the node's, as in its state)."""
+    """``P/node/NID/sender/S``: ``{"events", "requests", "session"[, "retained"][, "heartbeat"][, "shared",
+    "pending", "since"]}``.
+
+    ``events`` and ``requests`` are pysig's ``#connect`` data; ``retained``: the events the node
+    publishes retained, when there are any; ``heartbeat``: the node's, as in its state; ``shared``:
+    several nodes may host the sender (load-balanced requests); ``pending``: a claim on the name
+    not decided yet (not connected); ``since``: when the node claimed the name (ms since 1970;
+    see :mod:`._claims`).
+    """
 
     events: list[Any]
     requests: list[Any] | None
     session: str
     retained: list[Any] | None = None
     heartbeat: float | None = None
+    shared: bool = False
+    pending: bool = False
+    since: int | None = None
 
     def encode(self) -> bytes:
         """The retained payload."""
@@ -153,6 +162,12 @@ class Birth:
             body["retained"] = self.retained
         if self.heartbeat is not None:
             body["heartbeat"] = self.heartbeat
+        if self.shared:
+            body["shared"] = True
+        if self.pending:
+            body["pending"] = True
+        if self.since is not None:
+            body["since"] = self.since
         return encode_json(body)
 
     def describe(self) -> dict[str, Any]:
@@ -172,10 +187,14 @@ class Birth:
             return None  # names a JSON value that is no pysig identifier
         session = body.get("session")
         retained = body.get("retained")
+        since = body.get("since")
         return cls(
             events=body["events"],
             requests=requests if isinstance(requests, list) else None,
             session=session if isinstance(session, str) else "",
             retained=retained if isinstance(retained, list) else None,
             heartbeat=_heartbeat(body.get("heartbeat")),
+            shared=body.get("shared") is True,
+            pending=body.get("pending") is True,
+            since=since if isinstance(since, int) and not isinstance(since, bool) and 0 <= since < _MAX_TS else None,
         )

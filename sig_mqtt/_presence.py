@@ -39,7 +39,8 @@ logger = logging.getLogger("sig.mqtt.presence")
 
 @dataclass(frozen=True)
 class Change:
-    """``connect`` or ``disconnect`` of ``sender`` hosted by node ``nid``."""
+    """``connect`` or ``disconnect`` of ``sender`` hosted by node ``nid``; ``move``: a shared
+    sender's host changed (another one still hosts it: nothing to announce)."""
 
     kind: str
     sender: Any
@@ -104,6 +105,10 @@ class Presence:
         """The MQTT version node ``nid`` said it speaks (5 when unknown)."""
         node = self.nodes.get(nid)
         return node.state.proto if node is not None and node.state is not None else 5
+
+    def alive(self, nid: str, birth: Birth) -> bool:
+        """Whether ``birth`` is of node ``nid``'s current run and that node is online (not stale)."""
+        return self._alive(nid, birth)
 
     def birth(self, sender: Any) -> Birth | None:
         """The birth of a connected sender."""
@@ -193,12 +198,18 @@ class Presence:
             if current is not None and current in alive:
                 continue
             if current is not None:
+                last = self._last.get(sender)
+                if alive and last is not None and last.shared and births[alive[0]].shared:
+                    # a shared sender (._shared): another host takes over, nothing to announce
+                    self.owners[sender], self._last[sender] = alive[0], births[alive[0]]
+                    changes.append(Change("move", sender, alive[0], births[alive[0]]))
+                    continue
                 del self.owners[sender]
                 gone = self._last.pop(sender, None) or births.get(current)
                 if gone is not None:
                     changes.append(Change("disconnect", sender, current, gone))
             if alive:
-                if len(alive) > 1:
+                if len(alive) > 1 and not all(births[nid].shared for nid in alive):
                     logger.warning("sender %r is claimed by nodes %s; keeping %s", sender, alive, alive[0])
                 nid = alive[0]
                 self.owners[sender] = nid

@@ -323,3 +323,27 @@ def member_node(carriers: list[Any], brokers: Any, prefix: str, **settings: Any)
     settings.setdefault("reconnect_min", 0.2)
     settings.setdefault("reconnect_max", 2.0)
     return cluster_node(carriers, brokers, prefix, request_timeout=10.0, **settings)
+
+
+def second_registration_yields(carriers: list[Any], members: list[tuple[str, int]], prefix: str) -> str:
+    """A node on ``members[0]`` holds ``thermo``; one on ``members[1]`` registers it too: assert that
+    the first keeps it (requests from a third member and from the second node reach it), and say how
+    the second registration ended: refused (``NameError``) or accepted and then yielded, after how long."""
+    first, first_router = member_node(carriers, members[0], prefix)
+    first_router.addRemoteSender("thermo", ["changed"], requests={"who": lambda params: "first"})
+    assert first.sync()
+    second, second_router = member_node(carriers, members[1], prefix)
+    started = time.monotonic()
+    try:
+        second_router.addRemoteSender("thermo", ["changed"], requests={"who": lambda params: "second"})
+        outcome = "accepted, then yielded %.2f s after it was registered"
+    except NameError:
+        outcome = "refused (NameError) in %.2f s"
+    registered = time.monotonic()
+    assert wait_until(lambda: not second.node.hosts("thermo"), 5.0)
+    outcome %= (time.monotonic() - registered) if outcome.startswith("accepted") else (registered - started)
+    _, requester = member_node(carriers, members[2], prefix)
+    assert wait_until(lambda: requester.carrier.isSenderConnected("thermo"), 10.0)
+    assert [requester.remoteRequest("thermo", "who") for _ in range(3)] == ["first"] * 3
+    assert second_router.remoteRequest("thermo", "who") == "first"
+    return outcome

@@ -16,7 +16,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from clusterutil import NatsCluster, booted, disconnects_after_member_death, member_node, sees
+from clusterutil import (
+    NatsCluster,
+    booted,
+    disconnects_after_member_death,
+    member_node,
+    second_registration_yields,
+    sees,
+)
 from mqttutil import retained_lines
 from netutil import Recorder, wait_until
 
@@ -69,6 +76,28 @@ def test_qos2_on_nats_is_granted_as_qos1_logged_once_per_filter(nats: NatsCluste
     assert hosting.node.link.subacks.max_qos == listening.node.link.subacks.max_qos == 1
     assert hosting.isConnected() and listening.isConnected()
     assert not any("lost the broker" in message for message in messages)
+
+
+def test_a_shared_sender_is_refused_clearly_and_the_name_stays_free(nats: NatsCluster, carriers: list[Any]) -> None:
+    """NATS accepts ``$share/...`` subscriptions and delivers nothing: the probe says so at registration."""
+    prefix = "s%s/sig" % uuid.uuid4().hex[:6]
+    hosting, router = member_node(carriers, nats.member(0), prefix)
+    started = time.monotonic()
+    with pytest.raises(sig.SigError, match="shared subscriptions are not supported by this broker"):
+        router.addRemoteSender("pool", ["done"], requests={"work": lambda params: 1}, shared=True)
+    refused = time.monotonic() - started
+    assert hosting.isConnected() and "pool" not in router.senders
+    router.addRemoteSender("pool", ["done"], requests={"work": lambda params: 1})  # as a plain sender
+    requesting, requester = member_node(carriers, nats.member(1), prefix)
+    assert wait_until(lambda: requesting.isSenderConnected("pool"), 10.0)
+    assert requester.remoteRequest("pool", "work") == 1
+    print("\nNATS: shared sender refused after %.2f s" % refused)
+
+
+def test_a_name_held_on_one_member_stays_with_its_first_owner(nats: NatsCluster, carriers: list[Any]) -> None:
+    outcome = second_registration_yields(carriers, [nats.member(index) for index in range(3)],
+                                         "o%s/sig" % uuid.uuid4().hex[:6])
+    print("\nNATS: a second registration of a held name on another member: " + outcome)
 
 
 def test_member_killed_under_a_node_it_fails_over_and_events_still_cross(

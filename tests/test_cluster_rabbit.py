@@ -25,10 +25,12 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from clusterutil import disconnects_after_member_death, member_node, sees
+from clusterutil import disconnects_after_member_death, member_node, second_registration_yields, sees
 from mqttutil import retained_lines
 from netutil import Recorder, wait_until
 from rabbitutil import RabbitCluster
+
+import sig
 
 pytestmark = pytest.mark.cluster
 
@@ -100,6 +102,28 @@ def test_retained_births_reach_no_other_member_and_no_wildcard_so_late_joiners_a
     assert late_router.remoteRequest("thermo", "read", None) == 21
     print("\nRabbitMQ: a late joiner on another member sees the sender %.2f s after it started "
           "(connect + rebirth)" % seen)
+
+
+def test_a_name_held_on_one_member_stays_with_its_first_owner(rabbit: RabbitCluster, carriers: list[Any],
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """The second node learns of the owner only from the rebirth it asks for (RabbitMQ hands it no
+    retained birth): it may be accepted, and then yields once the owner's birth arrives."""
+    with caplog.at_level(logging.ERROR, logger="sig.mqtt"):
+        outcome = second_registration_yields(carriers, [rabbit.member(index) for index in range(3)], _prefix())
+    if outcome.startswith("accepted"):
+        assert any("whose claim came first" in record.getMessage() for record in caplog.records)
+    print("\nRabbitMQ: a second registration of a held name on another member: " + outcome)
+
+
+def test_a_shared_sender_is_refused_clearly(rabbit: RabbitCluster, carriers: list[Any]) -> None:
+    """RabbitMQ accepts ``$share/...`` subscriptions and delivers nothing: the probe says so."""
+    prefix = _prefix()
+    hosting, router = member_node(carriers, rabbit.member(0), prefix)
+    started = time.monotonic()
+    with pytest.raises(sig.SigError, match="shared subscriptions are not supported by this broker"):
+        router.addRemoteSender("pool", ["done"], requests={"work": lambda params: 1}, shared=True)
+    print("\nRabbitMQ: shared sender refused after %.2f s" % (time.monotonic() - started))
+    assert hosting.isConnected() and "pool" not in router.senders
 
 
 def test_portable_ids_carry_names_with_a_dot_and_a_star_that_rabbitmq_otherwise_loses(
