@@ -20,13 +20,19 @@ from collections.abc import Callable
 from typing import Protocol
 
 import paho.mqtt.client as paho
+from paho.mqtt import __version__ as PAHO_VERSION
 from paho.mqtt.enums import MQTTErrorCode
 
 from ._fastprops import decode_publish
 
-__all__ = ["Batch", "BatchingClient", "JobQueue"]
+__all__ = ["Batch", "BatchingClient", "JobQueue", "client_class"]
 
 logger = logging.getLogger("sig.mqtt.dispatch")
+
+#: paho-mqtt releases whose private methods :class:`BatchingClient` overrides were written for and
+#: tested with; on any other release the link uses paho's own ``Client`` (slower, same behaviour).
+PAHO_TESTED = ("2.1.", "2.2.")
+_warned: list[str] = []
 
 Job = Callable[[], None]
 
@@ -170,3 +176,14 @@ class BatchingClient(paho.Client):
             return MQTTErrorCode.MQTT_ERR_SUCCESS
         finally:
             batch.end()
+
+
+def client_class(version: str = PAHO_VERSION) -> type[paho.Client]:
+    """:class:`BatchingClient` on a paho release in :data:`PAHO_TESTED`, else paho's ``Client``."""
+    if version.startswith(PAHO_TESTED):
+        return BatchingClient
+    if not _warned:
+        _warned.append(version)
+        logger.warning("paho-mqtt %s is newer than sig was tested with (%s): using its plain client, "
+                       "without sig's batching", version, ", ".join(v + "x" for v in PAHO_TESTED))
+    return paho.Client
