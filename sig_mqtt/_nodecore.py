@@ -185,24 +185,28 @@ class NodeCore:
             return shared_request_filter(self.topics, sender)
         return self.topics.request_filter(sender)
 
-    def birth(self, sender: Any) -> tuple[str, bytes] | None:
-        """The retained birth of our sender: ``(topic, payload)``; None when it cannot be encoded (logged)."""
+    def birth(self, sender: Any, rebirth: bool = False) -> tuple[str, bytes] | None:
+        """The retained birth of our sender: ``(topic, payload)``; None when it cannot be encoded (logged).
+
+        ``rebirth``: the birth answers a rebirth request (``"rebirth": true``: state sync, not a connect).
+        """
         description = self.local.get(sender)
         if description is None:
             return None
-        return self._birth(sender, description, False)
+        return self._birth(sender, description, False, rebirth)
 
     def pending_birth(self, sender: Any, description: Any) -> tuple[str, bytes] | None:
         """The birth of a claim being decided (``"pending": true``)."""
         return self._birth(sender, description if isinstance(description, dict) else {}, True)
 
-    def _birth(self, sender: Any, description: dict[str, Any], pending: bool) -> tuple[str, bytes] | None:
+    def _birth(self, sender: Any, description: dict[str, Any], pending: bool,
+               rebirth: bool = False) -> tuple[str, bytes] | None:
         events = list(description.get("events") or [])
         retained = [e for e in events if self.retains(sender, e)]  # listed in the birth (docs/convention.md 6.3)
         claim = self.claims.mine.get(sender)
         birth = Birth(events, description.get("requests"), self.session, retained or None, self.heartbeat,
                       shared=claim is not None and claim.shared, pending=pending,
-                      since=None if claim is None else claim.since)
+                      since=None if claim is None else claim.since, rebirth=rebirth)
         try:
             return self.topics.birth(self.nid, sender), birth.encode()
         except (TypeError, ValueError) as exc:

@@ -137,13 +137,15 @@ class NodeState:
 @dataclass
 class Birth:
     """``P/node/NID/sender/S``: ``{"events", "requests", "session"[, "retained"][, "heartbeat"][, "shared",
-    "pending", "since"]}``.
+    "pending", "since"][, "rebirth"]}``.
 
     ``events`` and ``requests`` are pysig's ``#connect`` data; ``retained``: the events the node
     publishes retained, when there are any; ``heartbeat``: the node's, as in its state; ``shared``:
     several nodes may host the sender (load-balanced requests); ``pending``: a claim on the name
     not decided yet (not connected); ``since``: when the node claimed the name (ms since 1970;
-    see :mod:`._claims`).
+    see :mod:`._claims`); ``rebirth``: published again in answer to a rebirth request, so a
+    listener that did not know the sender takes it as state sync, as a retained birth, not as a
+    ``#connect`` (brokers that hand no retained births to wildcard subscriptions send only these).
     """
 
     events: list[Any]
@@ -154,6 +156,7 @@ class Birth:
     shared: bool = False
     pending: bool = False
     since: int | None = None
+    rebirth: bool = False
 
     def encode(self) -> bytes:
         """The retained payload."""
@@ -168,6 +171,8 @@ class Birth:
             body["pending"] = True
         if self.since is not None:
             body["since"] = self.since
+        if self.rebirth:
+            body["rebirth"] = True
         return encode_json(body)
 
     def describe(self) -> dict[str, Any]:
@@ -197,4 +202,5 @@ class Birth:
             shared=body.get("shared") is True,
             pending=body.get("pending") is True,
             since=since if isinstance(since, int) and not isinstance(since, bool) and 0 <= since < _MAX_TS else None,
+            rebirth=body.get("rebirth") is True,
         )

@@ -17,7 +17,8 @@ state's ``ts`` is compared with our wall clock, with the lenient 3 heartbeats: o
 that old was left behind by a node that died without its Will. A state that comes
 back is a new ``#connect`` only for a node that was taken as offline.
 
-A change caused by a retained message is not *announced*: the sender was
+A change caused by a retained message, or by a birth re-published in answer to a
+rebirth request (``"rebirth": true``), is not *announced*: the sender was
 connected before we looked (pysig tells no listener that subscribes after a
 sender connected), so the router learns of it silently. A sender we knew
 before and lost is announced however it comes back: after our own reconnect,
@@ -214,6 +215,8 @@ class Presence:
                 nid = alive[0]
                 self.owners[sender] = nid
                 self._last[sender] = births[nid]
-                changes.append(Change("connect", sender, nid, births[nid], announce or sender in self._known))
+                # a birth re-published for a rebirth request is state sync, as a retained one
+                fresh = announce and not births[nid].rebirth
+                changes.append(Change("connect", sender, nid, births[nid], fresh or sender in self._known))
                 self._known.add(sender)
         return changes

@@ -114,9 +114,9 @@ class RouterSide:
         if shared:
             self.foreign.resume(sender)  # other hosts may still have it
 
-    def publish_birth(self, sender: Any) -> None:
-        """Publish the retained birth of our ``sender``."""
-        birth = self.core.birth(sender)
+    def publish_birth(self, sender: Any, rebirth: bool = False) -> None:
+        """Publish the retained birth of our ``sender`` (``rebirth``: in answer to a rebirth request)."""
+        birth = self.core.birth(sender, rebirth)
         if birth is not None:
             self.outlet.publish(birth[0], birth[1], 1, True)
 

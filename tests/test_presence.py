@@ -153,3 +153,29 @@ def test_the_dispatcher_wakes_for_the_presence_deadline() -> None:
     assert core.wait(100.0, True, check_at=100.3) == pytest.approx(0.3)
     assert core.wait(100.0, True, check_at=99.0) == 0.05  # overdue: at once (but never a busy loop)
     assert core.wait(100.0, False, check_at=100.3) == 1.0  # offline: nothing is judged
+
+
+def test_a_birth_that_answers_a_rebirth_request_is_state_sync_not_a_connect() -> None:
+    """RabbitMQ hands a late joiner no retained births: it learns of senders only from the answers
+    to its rebirth request, which say ``"rebirth": true``; pysig tells no late listener of them."""
+    presence = Presence("n1", 30.0)
+    presence.node_state("n2", state(), False, 10.0)
+    answer = Birth(["changed"], ["read"], "s1", rebirth=True)
+    assert kinds(presence.sender_birth("n2", "thermo", answer, retained=False)) == [("connect", "thermo", False)]
+    assert presence.owner("thermo") == "n2"
+    # the other order: the births of the answer first, then the node's state
+    presence.sender_birth("n3", "hygro", Birth(["h"], None, "s3", rebirth=True), retained=False)
+    assert kinds(presence.node_state("n3", NodeState(True, "s3", None, 4, 2.0), False, 11.0)) == [
+        ("connect", "hygro", False)]
+    # a sender that comes online now is announced; one we knew and lost is announced however it comes back
+    assert kinds(presence.sender_birth("n2", "fresh", birth(), retained=False)) == [("connect", "fresh", True)]
+    assert sorted(kinds(presence.node_state("n2", state(online=False), False, 12.0))) == [
+        ("disconnect", "fresh", True), ("disconnect", "thermo", True)]
+    assert ("connect", "thermo", True) in kinds(presence.node_state("n2", state(), False, 13.0))
+
+
+def test_the_rebirth_flag_round_trips_and_is_left_out_when_false() -> None:
+    assert json.loads(Birth(["e"], None, "s", rebirth=True).encode())["rebirth"] is True
+    assert "rebirth" not in json.loads(Birth(["e"], None, "s").encode())
+    assert Birth.decode(b'{"events": ["e"], "requests": null, "session": "s", "rebirth": true}').rebirth
+    assert not Birth.decode(b'{"events": ["e"], "requests": null, "session": "s", "rebirth": "yes"}').rebirth
