@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from netutil import Recorder, wait_until
+from netutil import Recorder, own_tcp_ports, wait_until
 
 import sig
 from sig._codec import BadFrame, FrameDecoder, Status
@@ -153,7 +153,12 @@ class Rig:
         assert wait_until(lambda: ("healthy", "healthy", "tick", n) in self.rec.calls), self.rec.calls[-5:]
 
     def server_clients(self) -> int:
-        return len(self.tcp.clients())
+        """The server's clients from this process (a stranger on a reused port is not counted)."""
+        ours = own_tcp_ports()
+        clients = self.tcp.clients()
+        if ours is None:
+            return len(clients)
+        return sum(1 for clientid in clients if int(clientid.rsplit("#", 1)[0].rsplit(":", 1)[1]) in ours)
 
     def holds(self, address: str) -> bool:
         """Whether the server has a connection from ``address`` (a stranger on a reused port is not counted)."""
