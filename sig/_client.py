@@ -42,10 +42,11 @@ logger = logging.getLogger("sig.client")
 class _RemoteSender:
     """A sender this client registered on the server."""
 
-    def __init__(self, objsender: Sender, events: Any, requests: RequestHandlers | None) -> None:
+    def __init__(self, objsender: Sender, events: Any, requests: RequestHandlers | None, shared: bool) -> None:
         self.objsender = objsender
         self.events = events
         self.requests = requests
+        self.shared = shared
         self.session = -1  # the connection it is registered in; another one: to restore
 
 
@@ -116,15 +117,22 @@ class ClientRouter(Router):
 
     # -- senders -----------------------------------------------------------------
 
-    def addRemoteSender(self, sender: Ident, events: Any, requests: RequestHandlers | None = None) -> Sender:
+    def addRemoteSender(self, sender: Ident, events: Any, requests: RequestHandlers | None = None,
+                        shared: bool = False) -> Sender:
         """Register a sender on the server; its signals are sent there.
 
         Called again for the same sender after a reconnection (e.g. from
         ``on_connected``), it registers it again and returns the same sender.
 
+        ``shared=True`` (a load-balanced sender): several clients may register the same
+        sender, and each request to it is answered by one of them. Only carriers that
+        support it accept it (``sig_mqtt.CarrierMQTTClient`` on a broker with MQTT shared
+        subscriptions); a TCP server refuses it.
+
         Raises:
             SenderConnectedError: it is registered already (here or, as a
                 ``RemoteNameError``, on the server by someone else).
+            RemoteError: the server refused it (e.g. ``shared`` where it is not supported).
             CarrierError: not connected and not reconnecting.
         """
         check_ident(sender, "sender")
@@ -136,11 +144,11 @@ class ClientRouter(Router):
             created = state is None
             if state is None:
                 objsender = self._add_forwarded(sender, events, requests)
-                state = self._remote_senders[sender] = _RemoteSender(objsender, events, requests)
-            elif (events, requests) != (state.events, state.requests):
+                state = self._remote_senders[sender] = _RemoteSender(objsender, events, requests, shared)
+            elif (events, requests, shared) != (state.events, state.requests, state.shared):
                 self._remove_forwarded(state)
                 state.objsender = self._add_forwarded(sender, events, requests)
-                state.events, state.requests = events, requests
+                state.events, state.requests, state.shared = events, requests, shared
             if self.carrier.isConnected():
                 try:
                     self._register_sender(sender, state)
@@ -182,7 +190,10 @@ class ClientRouter(Router):
 
     def _register_sender(self, name: Ident, state: _RemoteSender, flush: bool = False) -> None:
         requests = None if state.requests is None else list(state.requests)
-        self._call({"method": "add_sender", "params": {"sender": name, "events": state.events, "requests": requests}})
+        params = {"sender": name, "events": state.events, "requests": requests}
+        if state.shared:
+            params["shared"] = True  # only then: a server that does not know the field is not bothered
+        self._call({"method": "add_sender", "params": params})
         with self._buffer_lock:
             state.session = self._session
             if flush:

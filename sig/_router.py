@@ -205,10 +205,12 @@ class Router:
             objsender.getSignal(EVENT_CONNECT).trigger(data)
         return objsender
 
-    def removeSender(self, sender: Sender | Ident) -> None:
+    def removeSender(self, sender: Sender | Ident, *, announce: bool = True) -> None:
         """Disconnect a sender, given as object or identifier, and fire ``#disconnect``.
 
         Its listeners stay registered and hear it again when it is added again.
+        ``announce=False`` fires nothing: the sender is about to be added again at once
+        (an MQTT node that starts hosting a shared sender another node hosts).
 
         Raises:
             UnknownSenderError: it is not connected.
@@ -233,7 +235,8 @@ class Router:
             if not objsender.hasListeners():
                 del self.senders[name]
         logger.debug("sender %r disconnected", name)
-        objsender.getSignal(EVENT_DISCONNECT).trigger(data)
+        if announce:
+            objsender.getSignal(EVENT_DISCONNECT).trigger(data)
 
     def dispatch(self, sender: Ident, event: Ident, data: Any = None, info: dict[str, Any] | None = None) -> int:
         """Deliver one event to its listeners, whether or not ``sender`` is registered here.

@@ -214,6 +214,9 @@ class ServerRouter(Router):
         sender = ident_param(params, "sender")
         events = param(params, "events", (list, str, int, float), None)
         requests_list = param(params, "requests", list, None)
+        if params.get("shared"):
+            raise InvalidArgumentError("this server cannot host shared (load-balanced) senders: %r not added (an MQTT "
+                                       "carrier on a broker with shared subscriptions can)" % (sender,))
         self._check(key, "senders", sender)
         client = self._client(key)
         self._check_room(key, client)

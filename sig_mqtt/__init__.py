@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - depends on what is installed
 
 from ._hass_seen import AnnouncedSenders
 from ._payload import CONVENTION, encode_data
+from ._shared import SharedSubscriptionsUnsupported
 from ._subacks import SubscriptionRefusedError
 from ._topics import Topics, decode_level, encode_level
 from ._url import BrokerURL, join_urls, parse_url, read_password_file
@@ -40,6 +41,7 @@ __all__ = [
     "encode_level",
     "join_urls",
     "parse_url",
+    "SharedSubscriptionsUnsupported",
     "SubscriptionRefusedError",
     "read_password_file",
 ]

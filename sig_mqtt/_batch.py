@@ -7,7 +7,8 @@ block, at most ``batch_limit`` packets) in one go, and tells a :class:`Batch` wh
 read begins and ends; :class:`JobQueue` keeps what the network thread queues meanwhile
 and hands it to the dispatcher as one job, one wake-up per batch instead of one per message.
 Order is kept: the batch's jobs run in the order they were queued, and nothing the
-network thread queues after the batch can overtake it.
+network thread queues after the batch can overtake it. On MQTT 5 it also reads each PUBLISH
+with :func:`._fastprops.decode_publish` instead of paho's slower properties code.
 """
 
 from __future__ import annotations
@@ -22,11 +23,19 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import paho.mqtt.client as paho
+from paho.mqtt import __version__ as PAHO_VERSION
 from paho.mqtt.enums import MQTTErrorCode
 
-__all__ = ["Batch", "BatchingClient", "JobQueue"]
+from ._fastprops import decode_publish
+
+__all__ = ["Batch", "BatchingClient", "JobQueue", "client_class"]
 
 logger = logging.getLogger("sig.mqtt.dispatch")
+
+#: paho-mqtt releases whose private methods :class:`BatchingClient` overrides were written for and
+#: tested with; on any other release the link uses paho's own ``Client`` (slower, same behaviour).
+PAHO_TESTED = ("2.1.", "2.2.")
+_warned: list[str] = []
 
 Job = Callable[[], None]
 
@@ -68,6 +77,10 @@ class JobQueue:
     def get(self, timeout: float | None = None) -> Job | None:
         """The next job; raises :class:`queue.Empty` after ``timeout`` s."""
         return self._queue.get(timeout=timeout)
+
+    def empty(self) -> bool:
+        """No job waits (none queued, none in an open batch)."""
+        return self._queue.empty() and not self._pending
 
     def begin(self) -> None:
         """From now on, this thread's jobs wait for :meth:`end`."""
@@ -201,6 +214,25 @@ class BatchingClient(paho.Client):
         self._call_socket_register_write()
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
+    def _handle_publish(self) -> MQTTErrorCode:
+        if self._protocol != paho.MQTTv5:
+            return super()._handle_publish()
+        message = decode_publish(self._in_packet["command"], self._in_packet["packet"])
+        message.timestamp = paho.time_func()
+        if message.qos == 0:
+            self._handle_on_message(message)
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        if message.qos == 1:
+            self._handle_on_message(message)
+            return MQTTErrorCode.MQTT_ERR_SUCCESS if self._manual_ack else self._send_puback(message.mid)
+        if message.qos == 2:  # as paho: delivered on PUBREL
+            rc = self._send_pubrec(message.mid)
+            message.state = paho.mqtt_ms_wait_for_pubrel
+            with self._in_message_mutex:
+                self._in_messages[message.mid] = message
+            return rc
+        return MQTTErrorCode.MQTT_ERR_PROTOCOL
+
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         batch = self.batch
         if batch is None:
@@ -222,3 +254,14 @@ class BatchingClient(paho.Client):
             batch.end()
         # What the read queued (PUBACKs, ...) goes now, not after another round of the loop.
         return self.loop_write() if self._out_packet and self._sock is not None else MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+def client_class(version: str = PAHO_VERSION) -> type[paho.Client]:
+    """:class:`BatchingClient` on a paho release in :data:`PAHO_TESTED`, else paho's ``Client``."""
+    if version.startswith(PAHO_TESTED):
+        return BatchingClient
+    if not _warned:
+        _warned.append(version)
+        logger.warning("paho-mqtt %s is newer than sig was tested with (%s): using its plain client, "
+                       "without sig's batching", version, ", ".join(v + "x" for v in PAHO_TESTED))
+    return paho.Client

@@ -48,7 +48,10 @@ def demand_filters(topics: Topics, sender: Any, event: Any) -> list[str]:
 
 
 def overlap(a: str, b: str) -> bool:
-    """Tell whether some topic name matches both filters."""
+    """Tell whether some topic name matches both filters (a shared subscription, ``$share/...``,
+    is a subscription of its own: it overlaps nothing, and nothing covers it)."""
+    if a.startswith("$share/") or b.startswith("$share/"):
+        return a == b
     la, lb = a.split("/"), b.split("/")
     for index in itertools.count():
         end_a, end_b = index >= len(la), index >= len(lb)

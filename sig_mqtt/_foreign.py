@@ -16,7 +16,7 @@ from typing import Any
 
 from sig import Router, SenderConnectedError, SigError
 
-from ._presence import Change
+from ._presence import Change, Presence
 
 __all__ = ["ForeignSenders"]
 
@@ -33,12 +33,15 @@ class ForeignSenders:
         router: the node's router.
         local: our own senders (a name of ours is never taken over).
         forward: sends a request to another node's sender and returns its response.
+        presence: who hosts what (a shared sender we stop hosting may still be hosted elsewhere).
     """
 
-    def __init__(self, router: Router, local: Collection[Any], forward: Forward) -> None:
+    def __init__(self, router: Router, local: Collection[Any], forward: Forward,
+                 presence: Presence | None = None) -> None:
         self.router = router
         self.local = local
         self.forward = forward
+        self.presence = presence
         self.nodes: dict[Any, str] = {}  # sender -> the node that hosts it
 
     def __contains__(self, sender: Any) -> bool:
@@ -49,6 +52,9 @@ class ForeignSenders:
         for change in changes:
             if change.kind == "connect":
                 self._connect(change)
+            elif change.kind == "move":
+                if change.sender in self.nodes:
+                    self.nodes[change.sender] = change.nid
             elif self.nodes.get(change.sender) == change.nid:
                 try:
                     self.router.removeSender(change.sender)
@@ -56,10 +62,26 @@ class ForeignSenders:
                     pass
                 self.nodes.pop(change.sender, None)
 
+    def adopt(self, sender: Any) -> None:
+        """We are about to host ``sender`` too (shared): another node's copy leaves the router silently."""
+        if self.nodes.pop(sender, None) is not None:
+            try:
+                self.router.removeSender(sender, announce=False)
+            except SigError:
+                pass
+
+    def resume(self, sender: Any) -> None:
+        """We stopped hosting shared ``sender``: it is back in the router if other nodes still host it."""
+        nid = self.presence.owner(sender) if self.presence is not None else None
+        birth = self.presence.birth(sender) if self.presence is not None else None
+        if nid is not None and birth is not None and sender not in self.local:
+            self._connect(Change("connect", sender, nid, birth))
+
     def _connect(self, change: Change) -> None:
         sender = change.sender
         if sender in self.local:
-            logger.warning("sender %r of node %s clashes with ours: ignored", sender, change.nid)
+            if not change.birth.shared:  # else another host of a shared sender we host too
+                logger.warning("sender %r of node %s clashes with ours: ignored", sender, change.nid)
             return
         requests = None
         if change.birth.requests is not None:

@@ -27,7 +27,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from sig import CarrierError, InvalidArgumentError
 
-from ._batch import Batch, BatchingClient
+from ._batch import Batch, BatchingClient, client_class
 from ._failover import Failover
 from ._packets import Will, make_tls_context, properties
 from ._subacks import Subacks
@@ -274,14 +274,15 @@ class MqttLink:
     def _build(self) -> None:
         protocol = paho.MQTTv5 if self.protocol == 5 else paho.MQTTv311
         persistent = self.session_expiry is not None
-        client = BatchingClient(
+        client = client_class()(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=protocol,
             clean_session=None if protocol == paho.MQTTv5 else not persistent,
             reconnect_on_failure=self._auto_reconnect,
         )
-        client.batch = self.batch
+        if isinstance(client, BatchingClient):
+            client.batch = self.batch
         client.suppress_exceptions = True  # a bug of ours must not kill the network loop
         client.reconnect_delay_set(self.reconnect_min, self.reconnect_max)  # type: ignore[arg-type]
         client.max_inflight_messages_set(self.max_inflight)
@@ -426,7 +427,7 @@ class MqttLink:
         """
         code = getattr(reason, "value", None)
         verdict = self.drops.dropped(time.monotonic(), code if isinstance(code, int) else None, random.random())
-        message = verdict.message(self.client_id)
+        message = verdict.message(self.client_id, len(self.failover.addresses) > 1)
         if message is not None:
             self.last_error = message
             logger.warning("[MQTT] %s", message)

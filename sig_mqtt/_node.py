@@ -37,32 +37,32 @@ from sig import (
     CarrierError,
     InvalidArgumentError,
     Router,
-    SenderConnectedError,
     SigError,
     UnknownSenderError,
     WorkerPool,
 )
 
 from ._batch import JobQueue
+from ._claims import Claimer
+from ._dedup import Dedup
 from ._foreign import ForeignSenders
 from ._link import MqttLink, Will, properties
 from ._nodecore import NodeCore
 from ._outlet import Outlet
 from ._payload import Birth, NodeState, decode_data, decode_json_object, encode_json, now_ms
 from ._presence import Presence
+from ._raw import RawHandler, RawTopics
 from ._rebirth import rebirths_for
 from ._resubscribe import resubscriber_for
 from ._routerside import RouterSide
 from ._rpc import Rpc
+from ._shared import SharedProbe
 from ._sync import RoundTrips
-from ._topics import Parsed, Topics, filter_matches
+from ._topics import Parsed, Topics
 
 __all__ = ["MqttNode", "RawHandler"]
 
 logger = logging.getLogger("sig.mqtt.node")
-
-#: ``handler(topic, payload, retained)`` for foreign topics (the bridge's rules).
-RawHandler = Callable[[str, bytes, bool], None]
 
 _BUILTIN = (EVENT_CONNECT, EVENT_DISCONNECT)
 
@@ -75,7 +75,7 @@ class MqttNode:
         nid: the node id, also the MQTT client id.
         prefix: root of sig's topic tree.
         qos: QoS of events, births, requests and replies.
-        heartbeat: seconds between node-state refreshes (staleness after 3).
+        heartbeat: seconds between node-state refreshes (others: offline after 1.5, see ._presence).
         buffer_size: events kept while the broker is unreachable (oldest dropped).
         max_outstanding: publishes in flight before a publisher waits (backpressure).
         request_timeout: default seconds a request to another node waits.
@@ -88,7 +88,10 @@ class MqttNode:
         max_payload: larger messages on sig's topics are dropped with a warning
             (1 MiB by default, as the TCP frame limit).
         subscribe_timeout: seconds a listener registration waits for the broker's
-            SUBACK (clustered brokers take up to ~1 s).
+            SUBACK (clustered brokers take up to ~1 s), and a sender's claim for its
+            round trip and competing claims (see :mod:`._claims`).
+        shared_probe_timeout: seconds the first shared sender's probe of the broker waits
+            (see :mod:`._shared`).
         portable_ids: identifiers also escape ``.``, space, ``*`` and ``>`` in topics,
             for NATS and RabbitMQ (see :mod:`._topics`; every node must agree).
         on_up, on_down: called (on the dispatcher thread) when the node is
@@ -113,6 +116,7 @@ class MqttNode:
         max_payload: int = 1 << 20,
         subscribe_timeout: float = 5.0,
         portable_ids: bool = False,
+        shared_probe_timeout: float = 2.0,
         on_up: Callable[[], None] | None = None,
         on_down: Callable[[], None] | None = None,
         **link_settings: Any,
@@ -133,11 +137,11 @@ class MqttNode:
         self.core = NodeCore(self.topics, nid, self.session, identifiers=link_settings.get("protocol", 5) == 5,
                              heartbeat=heartbeat, max_payload=max_payload, retain=retain, follow_all=follow_all)
         self._leaving = False
+        self.dedup = Dedup()  # broker redeliveries of events (paho's network thread only)
         self.presence = Presence(nid, heartbeat)
         self.reply_topic = self.topics.reply(nid)
         self._lock = threading.RLock()
-        self._foreign = ForeignSenders(router, self.core.local, self.request)
-        self._raw: list[tuple[str, RawHandler]] = []
+        self._foreign = ForeignSenders(router, self.core.local, self.request, self.presence)
         self._jobs = JobQueue()  # one dispatcher wake-up per batch read by paho's thread
         self._request_workers = request_workers
         self._requests = WorkerPool(request_workers, "sig-mqtt-request")
@@ -160,6 +164,9 @@ class MqttNode:
                                       subscribe_timeout, lambda: self._dispatcher)
         self.router_side.attach()
         self.link.subacks.on_refused = resubscriber_for(self).refused
+        self.claims = Claimer(self, subscribe_timeout)
+        self.shared = SharedProbe(self, shared_probe_timeout)
+        self.raw = RawTopics(first=self.shared.arrived)
 
     @property
     def ready(self) -> bool:
@@ -234,7 +241,7 @@ class MqttNode:
     def subscribe_raw(self, topic_filter: str, handler: RawHandler) -> None:
         """Hand messages on ``topic_filter`` (outside sig's tree) to ``handler`` on the dispatcher."""
         with self._lock:
-            self._raw.append((topic_filter, handler))
+            self.raw.add(topic_filter, handler)
             self.outlet.apply(self.core.add_filter(topic_filter))
 
     def publish_raw(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
@@ -257,7 +264,9 @@ class MqttNode:
             raise UnknownSenderError("sender %r is not connected" % (sender,))
         if not self.ready:
             raise CarrierError("not connected to the broker: request to %r not sent" % (sender,))
-        v5 = self.link.protocol == 5 and self.presence.proto(nid) == 5
+        birth = self.presence.birth(sender)  # a shared sender: any of its hosts may answer
+        hosts = list(self.presence.births.get(sender, {})) if birth is not None and birth.shared else [nid]
+        v5 = self.link.protocol == 5 and all(self.presence.proto(host) == 5 for host in hosts)
         timeout = self.request_timeout if timeout is None else timeout
         return self.rpc.call(self.topics.request(sender, method), params, timeout, v5,
                              "request %r to %r" % (method, sender))
@@ -288,19 +297,15 @@ class MqttNode:
         logger.debug("no round trip through the broker in %.1f s", timeout)
         return False
 
-    def claim(self, sender: Any, timeout: float = 2.0) -> None:
-        """Check that no other node hosts ``sender`` before we register it.
-
-        Follows that name's presence from now on (see :meth:`watch`; the filters
-        stay, so a later claim by another node is seen and logged too).
+    def claim(self, sender: Any, description: Any = None, shared: bool = False) -> None:
+        """Make ``sender`` ours before it is registered (:mod:`._claims`; ``shared``: several nodes may
+        host it, :mod:`._shared`); follows that name's presence from now on (see :meth:`watch`).
 
         Raises:
-            SenderConnectedError: another node hosts it (a ``NameError``).
+            SenderConnectedError: another node hosts it or won it (a ``NameError``).
+            SharedSubscriptionsUnsupported: ``shared`` on a broker without shared subscriptions.
         """
-        self.watch(sender, timeout)
-        owner = self.presence.owner(sender)
-        if owner is not None:
-            raise SenderConnectedError("sender %r is already connected on node %s" % (sender, owner))
+        self.claims.claim(sender, description, shared)
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -338,7 +343,7 @@ class MqttNode:
             self._round_trips.mark_connect()
             self.ready = True
             buffered = self.outlet.take_buffered()
-        self.presence.refresh(time.time())
+        self.presence.refresh(time.monotonic())
         self.core.next_heartbeat = time.monotonic() + self.heartbeat
         for topic, payload, qos, retain, props in buffered:
             self.outlet.publish(topic, payload, qos, retain, buffer=True, properties=props)
@@ -375,13 +380,15 @@ class MqttNode:
         what = self.core.classify(topic, len(payload), ids)
         kind, parsed = what.kind, what.parsed
         if kind == "tree" and parsed is not None:
+            if props is not None and parsed.kind == "event" and not (message.retain or self.dedup.fresh_props(props)):
+                return  # a redelivery of an event dispatched already (see ._dedup)
             self._jobs.put(functools.partial(self._tree_message, parsed, payload, bool(message.retain)))
         elif kind == "request" and parsed is not None:
             self._requests.submit(self._answer, parsed, message)
         elif kind == "reply":
             self._reply(message)
         elif kind == "raw":
-            self._jobs.put(functools.partial(self._raw_message, topic, payload, bool(message.retain)))
+            self._jobs.put(functools.partial(self.raw.dispatch, topic, payload, bool(message.retain)))
         elif kind == "oversized":
             logger.warning("dropped a %d-byte message on %s: larger than max_payload (%d)", len(payload), topic,
                            self.core.max_payload)
@@ -389,7 +396,7 @@ class MqttNode:
 
     def _dispatch_loop(self) -> None:
         while True:
-            timeout = self.core.wait(time.monotonic(), self.ready)
+            timeout = self.core.wait(time.monotonic(), self.ready, self.presence.deadline)
             try:
                 job = self._jobs.get(timeout=timeout)
             except queue.Empty:
@@ -398,7 +405,8 @@ class MqttNode:
                 return
             try:
                 job()
-                if job is not self._tick and self.ready and time.monotonic() >= self.core.next_heartbeat:
+                if job is not self._tick and self.ready and time.monotonic() >= min(self.core.next_heartbeat,
+                                                                                    self.presence.deadline):
                     self._tick()  # steady traffic never lets the queue time out: the beat is due anyway
             except Exception:
                 logger.exception("MQTT dispatcher job failed")
@@ -408,7 +416,8 @@ class MqttNode:
             return
         if self.core.heartbeat_due(time.monotonic()):
             self._publish_state(True)
-        self._foreign.apply(self.presence.expire(time.time()))
+        if self._jobs.empty():  # a state still queued was heard in time (judged once it has run)
+            self._foreign.apply(self.presence.expire(time.monotonic()))
 
     def _tree_message(self, parsed: Parsed, payload: bytes, retained: bool) -> None:
         kind = parsed.kind
@@ -440,7 +449,9 @@ class MqttNode:
         if nid == self.nid:
             self.core.own_births[sender] = birth
             return
-        self._foreign.apply(self.presence.sender_birth(nid, sender, birth, retained))
+        if self.claims.note(nid, sender, birth):  # a pending claim is not a connected sender
+            self._foreign.apply(self.presence.sender_birth(nid, sender, birth, retained))
+        self.claims.changed(sender)
 
     def _node_state(self, nid: str, payload: bytes, retained: bool) -> None:
         state = NodeState.decode(payload) if payload else None
@@ -455,15 +466,8 @@ class MqttNode:
                                "the Will of another client with the same id")
                 self._publish_state(True)
             return
-        self._foreign.apply(self.presence.node_state(nid, state, retained, time.time()))
-
-    def _raw_message(self, topic: str, payload: bytes, retained: bool) -> None:
-        for topic_filter, handler in list(self._raw):
-            if filter_matches(topic_filter, topic):
-                try:
-                    handler(topic, payload, retained)
-                except Exception:
-                    logger.exception("handler of %s failed on %s", topic_filter, topic)
+        self._foreign.apply(self.presence.node_state(nid, state, retained, time.monotonic(), time.time()))
+        self.claims.changed()
 
     # -- requests and replies --------------------------------------------------------------
 

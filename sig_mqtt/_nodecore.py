@@ -14,8 +14,10 @@ passed in as a number), so every decision is tested with plain calls
 * **what an incoming message is**: another copy of one already dispatched
   (overlapping filters), too large, a reply, a request, a message of the tree
   (event, birth, node state, rebirth) or a foreign topic;
-* **what to publish**: an event of ours (topic, payload, retained or not), a birth,
-  our node state; which of our own retained births are stale after a reconnect;
+* **what to publish**: an event of ours (topic, payload, retained or not), a birth
+  (pending while its claim is decided, :mod:`sig_mqtt._claims`; shared or not,
+  :mod:`sig_mqtt._shared`), our node state; which of our own retained births are
+  stale after a reconnect;
 * **when the heartbeat is due**.
 
 Presence (who is connected, from others' births and states) is the other pure
@@ -30,8 +32,10 @@ from typing import Any
 
 from sig import EVENT_CONNECT, EVENT_DISCONNECT
 
+from ._claims import ClaimBook
 from ._filters import Changes, FilterSet, demand_filters
 from ._payload import Birth, NodeState, encode_data
+from ._shared import shared_request_filter
 from ._topics import Parsed, Topics
 
 __all__ = ["Incoming", "NodeCore", "NO_CHANGE"]
@@ -90,6 +94,7 @@ class NodeCore:
         self.follow_all = follow_all
         self.filters = FilterSet(identifiers=identifiers)
         self.local: dict[Any, dict[str, Any]] = {}  # our senders -> their #connect data
+        self.claims = ClaimBook(nid, session)  # our claims on sender names (see ._claims)
         self.own_births: dict[Any, Birth | None] = {}  # our births the broker kept, seen since the connect
         self.next_heartbeat = 0.0
         self.dropped_oversized = 0
@@ -150,27 +155,58 @@ class NodeCore:
 
     # -- our senders -------------------------------------------------------------------------
 
-    def sender_up(self, sender: Any, description: Any) -> Changes:
-        """One of the router's senders connected: host it (its request filter)."""
+    def sender_up(self, sender: Any, description: Any, now: int = 0) -> Changes:
+        """One of the router's senders connected: host it (its request filter); its claim is held
+        (one made now, at ``now`` ms, if it came without one: a ServerRouter's client)."""
         if not isinstance(description, dict):
             description = {"events": [], "requests": None}
+        self.claims.hold(sender, now)
         self.local[sender] = description
-        return self.filters.add(self.topics.request_filter(sender))
+        return self.filters.add(self.request_filter(sender))
 
     def sender_down(self, sender: Any) -> Changes | None:
         """One of our senders left; None when it was not ours (then nothing to publish)."""
+        request_filter = self.request_filter(sender)
+        self.claims.close(sender)
         if self.local.pop(sender, None) is None:
             return None
-        return self.filters.remove(self.topics.request_filter(sender))
+        return self.filters.remove(request_filter)
 
-    def birth(self, sender: Any) -> tuple[str, bytes] | None:
-        """The retained birth of our sender: ``(topic, payload)``; None when it cannot be encoded (logged)."""
+    def revoke(self, sender: Any) -> Changes | None:
+        """Another node's claim on our ``sender`` came first (see ._claims): host it no more."""
+        if self.local.pop(sender, None) is None:
+            return None
+        self.claims.revoked.add(sender)
+        return self.filters.remove(self.request_filter(sender))
+
+    def request_filter(self, sender: Any) -> str:
+        """The filter our ``sender`` gets its requests on (a shared subscription for a shared sender)."""
+        if self.claims.shared(sender):
+            return shared_request_filter(self.topics, sender)
+        return self.topics.request_filter(sender)
+
+    def birth(self, sender: Any, rebirth: bool = False) -> tuple[str, bytes] | None:
+        """The retained birth of our sender: ``(topic, payload)``; None when it cannot be encoded (logged).
+
+        ``rebirth``: the birth answers a rebirth request (``"rebirth": true``: state sync, not a connect).
+        """
         description = self.local.get(sender)
         if description is None:
             return None
+        return self._birth(sender, description, False, rebirth)
+
+    def pending_birth(self, sender: Any, description: Any) -> tuple[str, bytes] | None:
+        """The birth of a claim being decided (``"pending": true``)."""
+        return self._birth(sender, description if isinstance(description, dict) else {}, True)
+
+    def _birth(self, sender: Any, description: dict[str, Any], pending: bool,
+               rebirth: bool = False) -> tuple[str, bytes] | None:
         events = list(description.get("events") or [])
         retained = [e for e in events if self.retains(sender, e)]  # listed in the birth (docs/convention.md 6.3)
-        birth = Birth(events, description.get("requests"), self.session, retained or None)
+        claim = self.claims.mine.get(sender)
+        birth = Birth(events, description.get("requests"), self.session, retained or None, self.heartbeat,
+                      shared=claim is not None and claim.shared, pending=pending,
+                      since=None if claim is None else claim.since, rebirth=rebirth)
         try:
             return self.topics.birth(self.nid, sender), birth.encode()
         except (TypeError, ValueError) as exc:
@@ -205,8 +241,8 @@ class NodeCore:
 
     def stale_own_births(self) -> list[Any]:
         """After a broker round trip: our retained births that are not of this run (remove them)."""
-        stale = [sender for sender, birth in self.own_births.items()
-                 if birth is not None and (sender not in self.local or birth.session != self.session)]
+        stale = [sender for sender, birth in self.own_births.items() if birth is not None and (
+            birth.session != self.session or (sender not in self.local and sender not in self.claims.mine))]
         self.own_births.clear()
         return stale
 
@@ -239,6 +275,7 @@ class NodeCore:
         self.next_heartbeat = now + self.heartbeat
         return True
 
-    def wait(self, now: float, ready: bool) -> float:
-        """How long the dispatcher may sleep before the next heartbeat or staleness check."""
-        return max(0.05, min(1.0, self.next_heartbeat - now)) if ready else 1.0
+    def wait(self, now: float, ready: bool, check_at: float = float("inf")) -> float:
+        """How long the dispatcher may sleep before the next heartbeat or staleness check
+        (``check_at``: when presence next needs one, monotonic like ``now``)."""
+        return max(0.05, min(1.0, self.next_heartbeat - now, check_at - now)) if ready else 1.0

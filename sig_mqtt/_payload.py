@@ -88,6 +88,11 @@ def _ident(value: Any) -> bool:
     return _number(value)
 
 
+def _heartbeat(value: Any) -> float | None:
+    """A ``heartbeat`` field: seconds, positive and sane, else None."""
+    return float(value) if _number(value) and 0 < value <= _MAX_HEARTBEAT else None
+
+
 def now_ms() -> int:
     """Wall-clock time in milliseconds (what ``ts`` fields carry)."""
     return int(time.time() * 1000)
@@ -122,32 +127,54 @@ class NodeState:
         session = body.get("session")
         ts = body.get("ts")
         proto = body.get("proto")
-        heartbeat = body.get("heartbeat")
         return cls(
             online=body["online"],
             session=session if isinstance(session, str) else "",
             ts=ts if isinstance(ts, int) and not isinstance(ts, bool) and 0 <= ts < _MAX_TS else None,
             proto=proto if proto in (4, 5) and not isinstance(proto, bool) else 5,
-            heartbeat=float(heartbeat) if isinstance(heartbeat, (int, float)) and not isinstance(heartbeat, bool)
-            and 0 < heartbeat <= _MAX_HEARTBEAT else None,
+            heartbeat=_heartbeat(body.get("heartbeat")),
         )
 
 
 @dataclass
 class Birth:
-    """``P/node/NID/sender/S``: ``{"events", "requests", "session"[, "retained"]}`` (pysig's ``#connect`` data;
-    ``retained``: the events the node publishes retained, when there are any)."""
+    """``P/node/NID/sender/S``: ``{"events", "requests", "session"[, "retained"][, "heartbeat"][, "shared",
+    "pending", "since"][, "rebirth"]}``.
+
+    ``events`` and ``requests`` are pysig's ``#connect`` data; ``retained``: the events the node
+    publishes retained, when there are any; ``heartbeat``: the node's, as in its state; ``shared``:
+    several nodes may host the sender (load-balanced requests); ``pending``: a claim on the name
+    not decided yet (not connected); ``since``: when the node claimed the name (ms since 1970;
+    see :mod:`._claims`); ``rebirth``: published again in answer to a rebirth request, so a
+    listener that did not know the sender takes it as state sync, as a retained birth, not as a
+    ``#connect`` (brokers that hand no retained births to wildcard subscriptions send only these).
+    """
 
     events: list[Any]
     requests: list[Any] | None
     session: str
     retained: list[Any] | None = None
+    heartbeat: float | None = None
+    shared: bool = False
+    pending: bool = False
+    since: int | None = None
+    rebirth: bool = False
 
     def encode(self) -> bytes:
         """The retained payload."""
-        body = {"events": self.events, "requests": self.requests, "session": self.session}
+        body: dict[str, Any] = {"events": self.events, "requests": self.requests, "session": self.session}
         if self.retained:
             body["retained"] = self.retained
+        if self.heartbeat is not None:
+            body["heartbeat"] = self.heartbeat
+        if self.shared:
+            body["shared"] = True
+        if self.pending:
+            body["pending"] = True
+        if self.since is not None:
+            body["since"] = self.since
+        if self.rebirth:
+            body["rebirth"] = True
         return encode_json(body)
 
     def describe(self) -> dict[str, Any]:
@@ -167,9 +194,15 @@ class Birth:
             return None  # names a JSON value that is no pysig identifier
         session = body.get("session")
         retained = body.get("retained")
+        since = body.get("since")
         return cls(
             events=body["events"],
             requests=requests if isinstance(requests, list) else None,
             session=session if isinstance(session, str) else "",
             retained=retained if isinstance(retained, list) else None,
+            heartbeat=_heartbeat(body.get("heartbeat")),
+            shared=body.get("shared") is True,
+            pending=body.get("pending") is True,
+            since=since if isinstance(since, int) and not isinstance(since, bool) and 0 <= since < _MAX_TS else None,
+            rebirth=body.get("rebirth") is True,
         )

@@ -125,6 +125,6 @@ def rebirths_for(node: Any, jitter: float = 1.0) -> Rebirths:
         logger.info("[MQTT] rebirth asked: publishing state and %d birth(s)", len(node.core.local))
         node._publish_state(True)
         for sender in list(node.core.local):
-            node.router_side.publish_birth(sender)
+            node.router_side.publish_birth(sender, rebirth=True)
 
     return Rebirths(ask, answer, node._jobs.put, jitter)

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Container
+from collections.abc import Callable
 from typing import Any
 
 from sig import EVENT_CONNECT, EVENT_DISCONNECT, Router
 
+from ._dedup import Sequencer
+from ._foreign import ForeignSenders
 from ._link import MqttLink
 from ._nodecore import NodeCore
 from ._outlet import Outlet
+from ._payload import now_ms
 
 __all__ = ["RouterSide"]
 
@@ -39,10 +42,13 @@ class RouterSide:
         qos: QoS of events.
         subscribe_timeout: seconds a new listener waits for its SUBACK.
         dispatcher: the node's dispatcher thread, which must never wait for a SUBACK.
+
+    Attributes:
+        sequencer: numbers our events on MQTT 5 (see :mod:`._dedup`).
     """
 
     def __init__(self, router: Router, core: NodeCore, outlet: Outlet, link: MqttLink, lock: threading.RLock,
-                 foreign: Container[Any], qos: int, subscribe_timeout: float,
+                 foreign: ForeignSenders, qos: int, subscribe_timeout: float,
                  dispatcher: Callable[[], threading.Thread | None]) -> None:
         self.router = router
         self.core = core
@@ -53,6 +59,7 @@ class RouterSide:
         self.qos = qos
         self.subscribe_timeout = subscribe_timeout
         self.dispatcher = dispatcher
+        self.sequencer = Sequencer(core.session)
 
     def attach(self) -> None:
         """Host the router's connected senders, subscribe for its listeners, then follow its changes."""
@@ -84,28 +91,32 @@ class RouterSide:
             return
         out = self.core.event(sender, event, data)
         if out is not None:
-            self.outlet.publish(out[0], out[1], self.qos, out[2], buffer=True)
+            props = self.sequencer.next() if self.link.protocol == 5 else None
+            self.outlet.publish(out[0], out[1], self.qos, out[2], buffer=True, properties=props)
 
     def sender_up(self, sender: Any, description: Any) -> None:
         """One of the router's senders connected: its request filter, its birth."""
         with self.lock:
-            self.outlet.apply(self.core.sender_up(sender, description))
+            self.outlet.apply(self.core.sender_up(sender, description, now_ms()))
         if self.outlet.ready:
             self.publish_birth(sender)
 
     def sender_down(self, sender: Any) -> None:
         """One of our senders left: its birth is removed."""
         with self.lock:
+            shared = self.core.claims.shared(sender)
             change = self.core.sender_down(sender)
             if change is None:
                 return
             self.outlet.apply(change)
         if self.outlet.ready:
             self.outlet.publish(self.core.topics.birth(self.core.nid, sender), b"", 1, True)
+        if shared:
+            self.foreign.resume(sender)  # other hosts may still have it
 
-    def publish_birth(self, sender: Any) -> None:
-        """Publish the retained birth of our ``sender``."""
-        birth = self.core.birth(sender)
+    def publish_birth(self, sender: Any, rebirth: bool = False) -> None:
+        """Publish the retained birth of our ``sender`` (``rebirth``: in answer to a rebirth request)."""
+        birth = self.core.birth(sender, rebirth)
         if birth is not None:
             self.outlet.publish(birth[0], birth[1], 1, True)
 

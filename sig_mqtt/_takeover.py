@@ -46,14 +46,21 @@ class Verdict:
     streak: int
     delay: float | None
 
-    def message(self, client_id: str) -> str | None:
-        """The log line for this drop, or None when it is an ordinary one."""
+    def message(self, client_id: str, clustered: bool = False) -> str | None:
+        """The log line for this drop, or None when it is an ordinary one.
+
+        ``clustered``: the link has several brokers (members of a cluster), which gives the
+        3.1.1 pattern a second likely cause.
+        """
         if not (self.takeover or self.suspected):
             return None
         what = ("the broker handed the session of client id %r to another client (session taken over)" % client_id
                 if self.takeover else
                 "the connection of client id %r ended right after CONNACK %d times in a row: probably another "
                 "client with the same id (session takeover)" % (client_id, self.streak))
+        if clustered and not self.takeover:
+            what += (", or a cluster member that cannot resume our session while the member holding it is down "
+                     "(RabbitMQ: a clean session's QoS 1 queue; quorum queues and session_expiry avoid it)")
         advice = ("; give each node its own id (sig-bridge --node-id, node_id in bridge.toml, "
                   "or CarrierMQTTClient(client_id=...))")
         if self.delay is not None:

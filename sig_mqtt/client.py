@@ -92,7 +92,7 @@ class CarrierMQTTClient(Carrier):
         request_timeout: default seconds a request waits (the ClientRouter built on
             this carrier takes it as its own default).
         heartbeat: seconds between node-state refreshes (others take us as
-            offline after 3 heartbeats without one).
+            offline after 1.5 heartbeats without one: the state and births say it).
         buffer_size: events kept while the broker is unreachable (the ClientRouter built on
             this carrier, which keeps them, takes it as its own default).
         ha_discovery: announce this node's senders to Home Assistant (MQTT discovery): True, a
@@ -101,6 +101,11 @@ class CarrierMQTTClient(Carrier):
             ``reconnect_min``, ``reconnect_max``, ``max_outstanding``, ``retain`` = the
             events the broker keeps as last values for late listeners, ``portable_ids`` =
             also escape ``.``, space, ``*`` and ``>`` in topics for NATS and RabbitMQ, ...).
+
+    ``router.addRemoteSender(name, events, requests=..., shared=True)`` on several nodes hosts one
+    load-balanced sender (each request answered by one host; needs MQTT shared subscriptions,
+    see :mod:`sig_mqtt._shared`). Without ``shared``, a name has one owner: a node that registers
+    a name another node hosts, or loses the race for it, gets a ``NameError`` (:mod:`sig_mqtt._claims`).
     """
 
     def __init__(
@@ -219,11 +224,8 @@ class CarrierMQTTClient(Carrier):
         future: Future[Any] = Future()
         params = message.get("params")
         if message.get("method") == "add_sender" and isinstance(params, dict):
-            try:
-                self.node.claim(params.get("sender"))
-            except Exception as exc:
-                future.set_result(make_reply(message.get("id"), Status.METHOD_FAILED, exc=exc))
-                return future
+            future.set_result(self._add_sender(message, params))
+            return future
         if message.get("method") == "request" and isinstance(params, dict):
             sender = params.get("sender")
             if not self.node.hosts(sender) and self.network.senders.get(sender) is None:
@@ -241,6 +243,20 @@ class CarrierMQTTClient(Carrier):
             return future
         future.set_result(self._end.handleRX(self._link_id, message))
         return future
+
+    def _add_sender(self, message: dict[str, Any], params: dict[str, Any]) -> Any:
+        """Claim the name for this node (see ._claims; a shared sender: see ._shared), then register it."""
+        sender = params.get("sender")
+        try:
+            self.node.claim(sender, {"events": params.get("events"), "requests": params.get("requests")},
+                            shared=params.get("shared") is True)
+        except Exception as exc:
+            return make_reply(message.get("id"), Status.METHOD_FAILED, exc=exc)
+        params = {key: value for key, value in params.items() if key != "shared"}  # ours, not the router's
+        reply = self._end.handleRX(self._link_id, dict(message, params=params))
+        if not isinstance(reply, dict) or reply.get("status") != Status.OK:
+            self.node.claims.unclaim(sender)
+        return reply
 
     def _add_listener(self, message: dict[str, Any]) -> Any:
         """Register a listener; fail (and take it back) when the broker refused a subscription it needs."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,8 +17,15 @@ from sig.carrier.tcpserver import CarrierTCPServer
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-# brokers and Mosquitto's clients; a real Home Assistant; sig-bridge processes; a private Docker engine
-pytest_plugins = ["mqttutil", "hautil", "bridgeutil", "dockerengine"]
+# A suite started in the background by a non-interactive shell (`.ci/run &`, nohup) inherits SIGINT
+# ignored, and so would every process it starts: the examples and commands that the tests stop with
+# Ctrl-C (SIGINT) would never see it. Handle SIGINT here, so children start with its default action.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+# brokers and Mosquitto's clients; a real Home Assistant; sig-bridge processes; a private Docker engine;
+# the session's RabbitMQ cluster
+pytest_plugins = ["mqttutil", "hautil", "bridgeutil", "dockerengine", "rabbitutil"]
 
 
 class Net:

@@ -31,6 +31,7 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a process that does not end is made to show its threads' stacks (SIGABRT)
     env.pop("PYTHONWARNINGS", None)
     return env
 
@@ -96,7 +97,16 @@ class Proc:
 
     def wait(self, timeout: float = WAIT) -> int:
         """Wait for the process to end (bounded) and for its output to be read."""
-        code = self.popen.wait(timeout)
+        try:
+            code = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack on stderr
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(5.0)
+            for reader in self._readers:
+                reader.join(5.0)
+            raise AssertionError("%s did not end within %.0f s\nstdout:\n%s\nstderr:\n%s" % (
+                self.args, timeout, self.text()[-3000:], self.text("stderr")[-6000:])) from None
         for reader in self._readers:
             reader.join(timeout)
         return code

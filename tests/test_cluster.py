@@ -121,3 +121,16 @@ def test_a_member_that_refuses_the_connection_is_passed_over(mosquitto_factory: 
     carrier.connect([(refusing.host, refusing.port), (open_broker.host, open_broker.port)])
     assert wait_until(lambda: carrier.isConnected(), 10.0)
     assert carrier.node.link.address == (open_broker.host, open_broker.port)
+
+
+def test_a_late_joiner_sees_senders_already_online_from_retained_births(
+        mosquitto: Any, carriers: list[Any]) -> None:
+    prefix = "j%s/sig" % uuid.uuid4().hex[:6]
+    _, sender_router = _node(carriers, (mosquitto.host, mosquitto.port), prefix)
+    sender_router.addRemoteSender("thermo", ["changed"], requests={"read": lambda params: 21})
+    started = time.monotonic()
+    late, late_router = _node(carriers, (mosquitto.host, mosquitto.port), prefix)
+    assert late.isSenderConnected("thermo")  # the first call subscribes; the retained birth comes first
+    seen = time.monotonic() - started
+    assert late_router.remoteRequest("thermo", "read", None) == 21
+    print("\nMosquitto: a late joiner sees the sender %.3f s after it started (retained births)" % seen)

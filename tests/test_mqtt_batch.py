@@ -7,11 +7,13 @@ import queue
 import socket
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from netutil import wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 
@@ -190,3 +192,42 @@ def test_publish_properties_pack_as_paho_does(topic: str | None, correlation: by
         assert getattr(quick, name) == value
     quick.ContentType = "text/plain"  # changed afterwards: packed again, the paho way
     assert quick.pack() == properties(PacketTypes.PUBLISH, **values, ContentType="text/plain").pack()
+
+
+# -- the paho releases the overrides were written for -----------------------------------------------
+
+
+def test_client_class_follows_the_paho_release(caplog: pytest.LogCaptureFixture) -> None:
+    import paho.mqtt.client as paho
+
+    from sig_mqtt._batch import BatchingClient, client_class
+
+    assert client_class("2.2.0") is BatchingClient
+    assert client_class("2.1.0") is BatchingClient
+    with caplog.at_level("WARNING", logger="sig.mqtt.dispatch"):
+        assert client_class("3.0.0") is paho.Client
+
+
+def test_an_untested_paho_release_still_carries_events_and_requests(
+        monkeypatch: pytest.MonkeyPatch, mosquitto: Any, carriers: list[Any]) -> None:
+    """On a paho release outside PAHO_TESTED the node runs on paho's own Client: same behaviour."""
+    import sig
+    import sig_mqtt._batch as batch
+    from sig_mqtt import CarrierMQTTClient
+
+    monkeypatch.setattr(batch, "PAHO_TESTED", ())
+    routers = []
+    for _ in range(2):
+        carrier = CarrierMQTTClient(prefix="plainpaho")
+        carriers.append(carrier)
+        routers.append(sig.ClientRouter(carrier))
+        assert carrier.connect("127.0.0.1", mosquitto.port)
+    heard: list[Any] = []
+    routers[1].addRemoteListener(lambda info, data: heard.append(data), "dev", "e")
+    signal = routers[0].addRemoteSender("dev", ["e"], requests={"echo": lambda params: params}).getSignal("e")
+    for n in range(50):
+        signal.trigger(n)
+    assert wait_until(lambda: len(heard) >= 50)
+    assert heard == list(range(50))
+    assert wait_until(lambda: carriers[1].isSenderConnected("dev"))  # its birth may trail its events
+    assert routers[1].remoteRequest("dev", "echo", {"x": 1}) == {"x": 1}

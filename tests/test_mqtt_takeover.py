@@ -62,6 +62,9 @@ def test_the_311_pattern_is_drops_right_after_connack() -> None:
     assert [v.delay for v in verdicts] == [None, None, 10.0, 20.0]
     message = verdicts[2].message("b1")
     assert message is not None and "3 times in a row" in message and "waiting 10 s" in message
+    assert "cluster member" not in message
+    clustered = verdicts[2].message("b1", clustered=True)  # several brokers: a second likely cause
+    assert clustered is not None and "cluster member that cannot resume our session" in clustered
     guard.connected(100.0)  # a connection that lasts ends the streak
     verdict = guard.dropped(110.0, None)
     assert (verdict.streak, verdict.delay, verdict.message("b1")) == (0, None, None)

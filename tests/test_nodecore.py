@@ -57,12 +57,12 @@ def test_watch_once() -> None:
 
 def test_our_senders_births_and_events() -> None:
     c = core(retain={("thermo", "changed")})
-    subscribe, _ = c.sender_up("thermo", {"events": ["changed", "moved"], "requests": ["get"]})
+    subscribe, _ = c.sender_up("thermo", {"events": ["changed", "moved"], "requests": ["get"]}, 1700)
     assert [f for f, _ in subscribe] == ["p/request/thermo/+"]
     topic, payload = c.birth("thermo")  # type: ignore[misc]
     assert topic == "p/node/n1/sender/thermo"
     assert json.loads(payload) == {"events": ["changed", "moved"], "requests": ["get"], "session": "s1",
-                                   "retained": ["changed"]}
+                                   "retained": ["changed"], "heartbeat": 30.0, "since": 1700}  # since: claimed
     assert c.event("thermo", "changed", 21.5) == ("p/event/thermo/changed", b"21.5", True)
     assert c.event("thermo", "moved", {"x": 1}) == ("p/event/thermo/moved", b'{"x":1}', False)
     assert c.event("thermo", "#connect", {}) is None  # births say that

@@ -90,3 +90,25 @@ def test_a_node_lets_its_own_request_pass_unanswered() -> None:
     rebirths.asked()
     rebirths.asked()
     assert wait_until(lambda: bool(jobs), 2.0)
+
+
+def test_births_that_answer_a_rebirth_reach_a_late_listener_as_state_not_as_connect(
+        mosquitto: Any, carriers: list[Any]) -> None:
+    """What a late joiner on RabbitMQ sees (no retained birth, only the answers to its rebirth
+    request), published by hand: a node's state, then a birth with ``"rebirth": true``: the sender
+    is connected, and no ``#connect`` fires (pysig tells a late listener nothing); a birth without
+    the flag is a sender that comes online now: ``#connect``."""
+    prefix = "f%s/sig" % uuid.uuid4().hex[:6]
+    late = _node(carriers, mosquitto.port, prefix)
+    rec = Recorder()
+    late.addRemoteListener(rec.listener(), None, None)
+    mosquitto_pub(mosquitto.port, prefix + "/node/dev9", '{"online": true, "session": "s9", "proto": 4}')
+    mosquitto_pub(mosquitto.port, prefix + "/node/dev9/sender/thermo",
+                  '{"events": ["changed"], "requests": null, "session": "s9", "rebirth": true}')
+    mosquitto_pub(mosquitto.port, prefix + "/node/dev9/sender/hygro",
+                  '{"events": ["h"], "requests": null, "session": "s9"}')
+    calls = rec.wait_for(1)
+    assert wait_until(lambda: late.carrier.isSenderConnected("thermo"))
+    assert calls[0][1:] == ("hygro", "#connect", {"events": ["h"], "requests": None})
+    assert late.carrier.sync()  # a broker round trip: anything about thermo would be in by now
+    assert [call[1] for call in rec.calls] == ["hygro"], rec.calls

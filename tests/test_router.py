@@ -170,6 +170,17 @@ def test_remove_sender_by_name_and_by_object(rec: Recorder) -> None:
     assert router.getSenders() == []  # nobody listens to them: dropped
 
 
+def test_remove_sender_without_announcing_it(rec: Recorder) -> None:
+    """announce=False: the sender is about to come back at once (an MQTT node adopting a shared sender)."""
+    router = sig.Router()
+    router.addListener(rec("all"))
+    sender = router.addSender("a", ["x"], announce=False)
+    router.removeSender("a", announce=False)
+    assert rec.take() == [] and not sender.isConnected()
+    router.addSender("a", ["x"])
+    assert rec.take() == [("all", "a", "#connect", connect_data(["x"]))]
+
+
 def test_sender_remove_method(rec: Recorder) -> None:
     router = sig.Router()
     sender = router.addSender("s", ["x"])
