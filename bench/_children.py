@@ -88,6 +88,12 @@ class Child:
             if word == "ERROR":
                 raise RuntimeError("%s: %s" % (self.role, rest.strip()))
 
+    def cpu(self) -> float:
+        """CPU seconds (user + system, every thread) the child used so far, from /proc/PID/stat."""
+        with open("/proc/%d/stat" % self.proc.pid) as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # fields 14 and 15 of stat
+
     def go(self) -> None:
         assert self.proc.stdin is not None
         try:

@@ -19,6 +19,13 @@ first in even ones; fresh processes each time); every round is printed. Then iss
 
 - sig signals/s / raw signals/s: >= 0.4 (median of the pairs), 0 lost and order kept in every round
 - request round trip p50 through the server to another client's sender: <= 0.25 ms in every round
+- the least a hop costs on this machine at that moment: the p50 round trip between two processes over
+  loopback TCP and between two threads (a Future another thread resolves), and the wake-ups a request
+  via another client cannot do without (requester -> server -> responder and back: two process round
+  trips; the responder's hand-off to a request thread and the reply's to the waiting caller: one thread
+  round trip). On a quiet VM each of those costs tens of µs more than on a busy one (idle CPUs wake slowly)
+- CPU µs per signal of each party (sender, server or relay, listener; ``time.process_time`` in the
+  sender and the listener, ``/proc/PID/stat`` for the server): no goal, but less noisy than signals/s
 
 Run: ``python3 bench/tcp.py [--n 100000] [--requests 2000] [--rounds 5]`` (about 30 s).
 Children are started as ``python3 bench/tcp.py --role ROLE ...`` and killed by PID at the end.
@@ -29,11 +36,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import socket
 import statistics
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any
 
 import _children  # bench/_children.py: child processes that report TAG {json} lines
@@ -63,6 +72,7 @@ def role_raw_listener(n: int) -> None:
     report("READY", port=server.getsockname()[1])
     conn, _ = server.accept()
     _nodelay(conn)
+    cpu = time.process_time()
     count = lost_order = 0
     first = last = 0.0
     expected = 0
@@ -79,7 +89,7 @@ def role_raw_listener(n: int) -> None:
             count += 1
             if count == n:
                 break
-    report("RESULT", count=count, disorder=lost_order, seconds=last - first)
+    report("RESULT", count=count, disorder=lost_order, seconds=last - first, cpu=time.process_time() - cpu)
 
 
 def role_raw_relay(listener_port: int) -> None:
@@ -107,13 +117,13 @@ def role_raw_sender(relay_port: int, n: int) -> None:
     sock = _nodelay(socket.create_connection((HOST, relay_port), timeout=CHILD_TIMEOUT))
     report("READY")
     wait_for_stdin_line(CHILD_TIMEOUT)
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     encode = json.JSONEncoder(separators=(",", ":")).encode
     with sock, sock.makefile("wb", buffering=65536) as out:
         for i in range(n):
             out.write((encode({"sender": "s", "event": "e", "data": i}) + "\n").encode())
         out.flush()
-    report("SENT", seconds=time.perf_counter() - start)
+    report("SENT", seconds=time.perf_counter() - start, cpu=time.process_time() - cpu)
 
 
 def _sig() -> Any:
@@ -166,9 +176,11 @@ def role_sig_listener(port: int, n: int) -> None:
             done.set()
 
     client.addRemoteListener(on_tick, "bench", "tick")
+    cpu = time.process_time()
     report("READY")
     done.wait(CHILD_TIMEOUT)
-    report("RESULT", count=state["count"], disorder=state["disorder"], seconds=state["last"] - state["first"])
+    report("RESULT", count=state["count"], disorder=state["disorder"], seconds=state["last"] - state["first"],
+           cpu=time.process_time() - cpu)
     carrier.disconnect()
 
 
@@ -178,12 +190,12 @@ def role_sig_sender(port: int, n: int) -> None:
     trigger = sender.getSignal("tick").trigger
     report("READY")
     wait_for_stdin_line(CHILD_TIMEOUT)
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     for i in range(n):
         trigger(i)
     triggered = time.perf_counter()
     carrier.disconnect()  # sends what is queued first
-    report("SENT", seconds=triggered - start, flushed=time.perf_counter() - start)
+    report("SENT", seconds=triggered - start, flushed=time.perf_counter() - start, cpu=time.process_time() - cpu)
 
 
 def role_sig_responder(port: int) -> None:
@@ -218,6 +230,61 @@ def role_sig_requester(port: int, count: int, warmup: int) -> None:
     carrier.disconnect()
 
 
+def role_echo() -> None:
+    """Echo what arrives on one TCP connection (the least a hop between processes costs)."""
+    server = _listen()
+    report("READY", port=server.getsockname()[1])
+    conn, _ = server.accept()
+    _nodelay(conn)
+    with conn:
+        while True:
+            data = conn.recv(4096)
+            if not data:
+                return
+            conn.sendall(data)
+
+
+def _p50(times: list[float]) -> float:
+    times.sort()
+    return times[len(times) // 2] * 1e6
+
+
+def floor_round_trips(children: list[Child], count: int = 2000) -> tuple[float, float]:
+    """p50 µs of a round trip between two processes over loopback TCP, and between two threads
+    (a Future resolved by another thread, as a reply wakes a waiting caller): what each hop costs
+    on this machine now, before any of sig's own work."""
+    echo = Child("echo")
+    children.append(echo)
+    sock = _nodelay(socket.create_connection((HOST, echo.expect("READY")["port"]), timeout=CHILD_TIMEOUT))
+    clock = time.perf_counter
+    times = []
+    with sock:
+        for _ in range(count):
+            start = clock()
+            sock.sendall(b"x" * 60)
+            sock.recv(4096)
+            times.append(clock() - start)
+    process = _p50(times)
+    requests: queue.SimpleQueue[Future[int] | None] = queue.SimpleQueue()
+
+    def serve() -> None:
+        while (future := requests.get()) is not None:
+            future.set_result(1)
+
+    worker = threading.Thread(target=serve, daemon=True)
+    worker.start()
+    times = []
+    for _ in range(count):
+        future: Future[int] = Future()
+        start = clock()
+        requests.put(future)
+        future.result(CHILD_TIMEOUT)
+        times.append(clock() - start)
+    requests.put(None)
+    worker.join(CHILD_TIMEOUT)
+    return process, _p50(times)
+
+
 ROLES = {
     "raw-listener": lambda a: role_raw_listener(a.n),
     "raw-relay": lambda a: role_raw_relay(a.port),
@@ -227,6 +294,7 @@ ROLES = {
     "sig-sender": lambda a: role_sig_sender(a.port, a.n),
     "sig-responder": lambda a: role_sig_responder(a.port),
     "sig-requester": lambda a: role_sig_requester(a.port, a.requests, a.warmup),
+    "echo": lambda a: role_echo(),
 }
 
 
@@ -249,10 +317,12 @@ def run_raw(n: int, children: list[Child]) -> dict[str, Any]:
     sender = Child("raw-sender", port=port, n=n)
     children.append(sender)
     sender.expect("READY")
+    relay_cpu = relay.cpu()
     sender.go()
     sent = sender.expect("SENT")
     result = listener.expect("RESULT")
     result["send_seconds"] = sent["seconds"]
+    result["cpus"] = (sent["cpu"], relay.cpu() - relay_cpu, result["cpu"])
     return result
 
 
@@ -266,11 +336,13 @@ def run_sig(n: int, requests: int, warmup: int, children: list[Child]) -> tuple[
     sender = Child("sig-sender", port=port, n=n)
     children.append(sender)
     sender.expect("READY")
+    server_cpu = server.cpu()
     sender.go()
     sent = sender.expect("SENT")
     result = listener.expect("RESULT")
     result["send_seconds"] = sent["seconds"]
     result["flush_seconds"] = sent["flushed"]
+    result["cpus"] = (sent["cpu"], server.cpu() - server_cpu, result["cpu"])
 
     responder = Child("sig-responder", port=port)
     children.append(responder)
@@ -316,6 +388,15 @@ def main() -> int:
         _pairs.Row("TCP request p50 ms, client -> server -> other client's sender", "<= 0.25 ms on every round",
                    lambda r, s: max(s) <= 0.25, fmt="%.3f"),
     ]
+    floor_rows = [
+        _pairs.Row("round trip p50 us between two processes, loopback TCP (no goal)", "", lambda r, s: True,
+                   fmt="%.1f"),
+        _pairs.Row("round trip p50 us between two threads, Future (no goal)", "", lambda r, s: True, fmt="%.1f"),
+        _pairs.Row("least wake-ups of a request via another client, ms: 2 process + 1 thread round trips "
+                   "(no goal)", "", lambda r, s: True, fmt="%.3f"),
+    ]
+    cpu_rows = [_pairs.Row("CPU us per signal, %s (no goal)" % side, "", lambda r, s: True, fmt="%.2f")
+                for side in ("sender (raw: NDJSON writer)", "server (raw: relay)", "listener (raw: json.loads)")]
     for round_ in range(1, args.rounds + 1):
         for kind in _pairs.order(round_):
             children: list[Child] = []
@@ -329,6 +410,17 @@ def main() -> int:
                     child.kill()
         rows[0].add(rate(raws[-1]), rate(sig_result))
         rows[1].add(None, rtt["client"]["p50"])
+        children = []
+        try:
+            process_rtt, thread_rtt = floor_round_trips(children)
+        finally:
+            for child in children:
+                child.kill()
+        floor_rows[0].add(None, process_rtt)
+        floor_rows[1].add(None, thread_rtt)
+        floor_rows[2].add(None, (2 * process_rtt + thread_rtt) / 1e3)
+        for index, row in enumerate(cpu_rows):
+            row.add(raws[-1]["cpus"][index] / args.n * 1e6, sig_result["cpus"][index] / args.n * 1e6)
         sigs.append(sig_result)
         rtts.append(rtt)
         print("%5d %10.0f %10.0f %9d %13d %13.3f / %.3f %15.3f / %.3f" % (
@@ -341,7 +433,7 @@ def main() -> int:
     for name, label in (("client", "to a sender of another client process"), ("server", "to a sender on the server")):
         print("  %-44s %s / %s / %s" % (label, *(
             "%.3f" % statistics.median(r[name][field] for r in rtts) for field in ("p50", "p99", "max"))))
-    _pairs.table(rows, " (bench/tcp.py)")
+    _pairs.table(rows + floor_rows + cpu_rows, " (bench/tcp.py)")
     print("(%.1f s in all)" % (time.monotonic() - started))
     return 0
 

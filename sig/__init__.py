@@ -24,6 +24,8 @@ from ._client import ClientRouter
 from ._codec import Status
 from ._codec import make_reply
 from ._codec import reply_error
+from ._json import compact_encoder
+from ._pool import WorkerPool
 from ._errors import AccessDeniedError
 from ._errors import ArgumentTypeError
 from ._errors import CarrierError
@@ -113,6 +115,8 @@ __all__ = [
     "Status",
     "make_reply",
     "reply_error",
+    "compact_encoder",
+    "WorkerPool",
     "worth_logging",
     "DropOldestBuffer",
 ]

@@ -28,7 +28,7 @@ from typing import Any
 from ._codec import Status, make_reply
 from ._errors import AccessDeniedError, CarrierError
 
-__all__ = ["Carrier", "ClientId", "RpcMethod", "log_failed_post"]
+__all__ = ["Carrier", "ClientId", "RpcMethod", "log_failed_post", "log_method_failure", "rpc_reply"]
 
 logger = logging.getLogger("sig.carrier")
 
@@ -36,6 +36,8 @@ logger = logging.getLogger("sig.carrier")
 ClientId = Any
 #: An RPC method: ``method(clientid, params) -> response``.
 RpcMethod = Callable[[Any, dict[str, Any]], Any]
+#: :attr:`Carrier.callback_forward`: ``start(clientid, message, answer) -> started``.
+ForwardStarter = Callable[[Any, dict[str, Any], Callable[[dict[str, Any]], None]], bool]
 
 
 class Carrier:
@@ -46,6 +48,11 @@ class Carrier:
         callback_rx: optional ``callback(clientid, message)`` run for every message received.
         callback_client_connected, callback_client_disconnected,
         callback_all_clients_disconnected, callback_client_ready: set by the router.
+        callback_forward: set by a :class:`~sig.ServerRouter`: ``callback_forward(clientid, message,
+            answer)`` starts a ``request`` that the router only passes on to a peer of a carrier with
+            :meth:`call_nowait`, without blocking or running user code, and returns True; ``answer(reply)``
+            gets the reply later, once. False: nothing started, the request runs the usual way
+            (:meth:`handleRX`, off the reader).
     """
 
     #: Whether the peers are other processes or machines (a server's per-client limits apply
@@ -59,6 +66,7 @@ class Carrier:
         self.callback_client_disconnected: Callable[[ClientId], Any] | None = None
         self.callback_all_clients_disconnected: Callable[[], Any] | None = None
         self.callback_client_ready: Callable[[ClientId], Any] | None = None
+        self.callback_forward: ForwardStarter | None = None
 
     # -- packing -----------------------------------------------------------
 
@@ -117,16 +125,7 @@ class Carrier:
             return make_reply(
                 message_id, Status.METHOD_FAILED, exc=TypeError("params of %r must be a JSON object" % method)
             )
-        try:
-            response = fn(clientid, params)
-        except AccessDeniedError as exc:  # authentication or ACL: status -4 (the text holds no secret)
-            logger.warning("method %r from %r refused: %s", method, clientid, exc)
-            return make_reply(message_id, Status.REFUSED, exc=exc)
-        except Exception as exc:
-            logger.warning("method %r from %r failed: %s", method, clientid, exc)
-            logger.debug("method %r traceback", method, exc_info=True)
-            return make_reply(message_id, Status.METHOD_FAILED, exc=exc)
-        return make_reply(message_id, Status.OK, response)
+        return rpc_reply(message_id, method, clientid, fn, params)
 
     # -- sending ---------------------------------------------------------------
 
@@ -153,6 +152,10 @@ class Carrier:
         else:
             future.set_result(reply)
         return future
+
+    def call_nowait(self, clientid: ClientId, message: dict[str, Any]) -> Future[Any] | None:
+        """Like :meth:`call`, but only if it neither blocks nor waits for room; else None (the default)."""
+        return None
 
     def post(self, clientid: ClientId, message: dict[str, Any]) -> None:
         """Send a message that needs no reply (a signal). The default runs :meth:`handleTX`."""
@@ -201,6 +204,27 @@ def _redacted(message: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(params, dict) or not SECRET_PARAMS & params.keys():
         return message
     return dict(message, params={k: "***" if k in SECRET_PARAMS else v for k, v in params.items()})
+
+
+def rpc_reply(
+    message_id: Any, method: str, clientid: ClientId, fn: Callable[[Any, Any], Any], params: Any
+) -> dict[str, Any]:
+    """Run ``fn(clientid, params)``, the RPC method ``method``, and return its reply (never raises)."""
+    try:
+        response = fn(clientid, params)
+    except Exception as exc:
+        return make_reply(message_id, log_method_failure(method, clientid, exc), exc=exc)
+    return make_reply(message_id, Status.OK, response)
+
+
+def log_method_failure(method: Any, clientid: ClientId, exc: Exception) -> Status:
+    """Log that the RPC method ``method`` raised ``exc``; return the status of its reply."""
+    if isinstance(exc, AccessDeniedError):  # authentication or ACL: status -4 (the text holds no secret)
+        logger.warning("method %r from %r refused: %s", method, clientid, exc)
+        return Status.REFUSED
+    logger.warning("method %r from %r failed: %s", method, clientid, exc)
+    logger.debug("method %r traceback", method, exc_info=exc)
+    return Status.METHOD_FAILED
 
 
 def log_failed_post(future: Future[Any]) -> None:

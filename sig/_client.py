@@ -295,8 +295,11 @@ class ClientRouter(Router):
 
     def handle_signal(self, clientid: ClientId, params: dict[str, Any]) -> None:
         """Deliver an event the server forwards to one of our remote listeners."""
-        listener_id = param(params, "listener_id", int)
-        info = param(params, "info", dict)
+        listener_id = params.get("listener_id")
+        info = params.get("info")
+        if type(listener_id) is not int or type(info) is not dict:  # else both are what param() would accept
+            listener_id = param(params, "listener_id", int)
+            info = param(params, "info", dict)
         reg = self._by_listener_id.get(listener_id)
         if reg is None:
             # The server may send an event as soon as it registered the listener, before

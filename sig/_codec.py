@@ -19,10 +19,12 @@ import codecs
 import enum
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ._errors import RemoteAccessError, RemoteError, RemoteLookupError, RemoteNameError, RemoteTimeoutError
+from ._json import compact_encoder
 
 __all__ = [
     "Status",
@@ -98,9 +100,60 @@ class FrameDecoder:
         self._buffer = ""
         self._skipping = False  # inside an oversized frame, skipping to the next newline
         self._decoder = json.JSONDecoder()
+        self._scan: Callable[[str, int], tuple[Any, int]] = self._decoder.scan_once  # type: ignore[attr-defined]
+        self._held = False  # the UTF-8 decoder holds the start of a character split by the previous read
 
     def feed(self, data: bytes) -> list[dict[str, Any] | BadFrame]:
         """Add received bytes; return the complete messages (and bad frames) they finish."""
+        if not self._held:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:  # a character split by the read, or bad bytes: the careful way
+                pass
+            else:
+                if not self._skipping:
+                    lines = self._whole_lines(text)
+                    if lines is not None:
+                        return lines
+                return self._feed_text(text)
+        out = self._feed_bytes(data)
+        self._held = bool(self._utf8.getstate()[0])
+        return out
+
+    def _whole_lines(self, text: str) -> list[dict[str, Any] | BadFrame] | None:
+        """The objects of the whole lines the buffer and ``text`` hold, keeping the unfinished one after
+        them; None (nothing done) if they are not all plain, or if what follows may be a whole object."""
+        buf = self._buffer + text if self._buffer else text
+        cut = buf.rfind("\n") + 1
+        if not cut:
+            return None
+        rest = buf[cut:]
+        if rest and (len(rest) > self.max_frame or rest.rstrip(_WS)[-1:] == "}"):
+            return None  # too large, or maybe a whole object without a newline (0.7.3): the careful way
+        lines = self._lines(buf[:cut] if rest else buf)
+        if lines is not None:
+            self._buffer = rest
+        return lines
+
+    def _lines(self, text: str) -> list[dict[str, Any] | BadFrame] | None:
+        """Whole lines of one object each (the usual case): their objects; None if any is otherwise."""
+        out: list[dict[str, Any] | BadFrame] = []
+        scan, limit = self._scan, self.max_frame
+        for line in text.split("\n"):
+            if not line:
+                continue
+            if len(line) > limit:
+                return None
+            try:
+                obj, end = scan(line, 0)
+            except (StopIteration, ValueError):
+                return None
+            if end != len(line) or type(obj) is not dict:
+                return None
+            out.append(obj)
+        return out
+
+    def _feed_bytes(self, data: bytes) -> list[dict[str, Any] | BadFrame]:
         out: list[dict[str, Any] | BadFrame] = []
         view, offset = memoryview(data), 0
         while True:
@@ -187,11 +240,47 @@ def encode(message: dict[str, Any]) -> bytes:
         TypeError: ``message`` holds something JSON cannot carry.
         ValueError: ``message`` holds nan/inf or a circular reference.
     """
+    if message.get("method") == "signal" and len(message) == 2:
+        # A signal's frame by template (the encoder costs most per object), the bytes it would give.
+        params = message.get("params")
+        if type(params) is dict and "data" in params:
+            info = params.get("info")
+            if type(info) is dict:
+                size = len(params)
+                if size == 2:
+                    return b'{"method":"signal","params":{"info":%b,"data":%b}}\n' % (
+                        _info(info), _ENCODE(params["data"]).encode("utf-8"))
+                listener_id = params.get("listener_id")
+                if size == 3 and type(listener_id) is int:
+                    return b'{"method":"signal","params":{"listener_id":%d,"info":%b,"data":%b}}\n' % (
+                        listener_id, _info(info), _ENCODE(params["data"]).encode("utf-8"))
     return (_ENCODE(message) + "\n").encode("utf-8")
 
 
 #: One encoder for every frame: ``json.dumps`` with options builds a new one per call.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_ENCODE = compact_encoder(allow_nan=False)
+
+
+#: Encoded ``info`` dicts of a sender and an event, each a str or an int (keyed with their types:
+#: ``1 == 1.0 == True`` in a dict key, not in JSON).
+_INFOS: dict[tuple[type, Any, type, Any], bytes] = {}
+_PLAIN = (str, int)
+
+
+def _info(info: dict[str, Any]) -> bytes:
+    """``info`` encoded; the usual ``{"sender": s, "event": e}`` once per (s, e)."""
+    if len(info) == 2 and next(iter(info)) == "sender":
+        sender, event = info["sender"], info.get("event")
+        sender_type, event_type = type(sender), type(event)
+        if sender_type in _PLAIN and event_type in _PLAIN:
+            key = (sender_type, sender, event_type, event)
+            encoded = _INFOS.get(key)
+            if encoded is None:
+                if len(_INFOS) >= 4096:
+                    _INFOS.clear()
+                encoded = _INFOS[key] = _ENCODE(info).encode("utf-8")
+            return encoded
+    return _ENCODE(info).encode("utf-8")
 
 
 def is_reply(message: dict[str, Any]) -> bool:

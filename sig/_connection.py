@@ -27,10 +27,10 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
-from typing import TYPE_CHECKING, Any, Protocol
+from concurrent.futures import Future
+from typing import Any, Protocol
 
-from ._carrier import log_failed_post
+from ._carrier import Carrier, log_failed_post, log_method_failure
 from ._codec import DEFAULT_MAX_FRAME, BadFrame, encode
 from ._errors import CarrierError
 from ._limits import CallQueue, RequestGate
@@ -49,9 +49,7 @@ from ._peer import (
     Write,
     reply_frame,
 )
-
-if TYPE_CHECKING:
-    from ._carrier import Carrier
+from ._pool import WorkerPool
 
 __all__ = ["Stream", "Connection", "LEGACY_FRAME_LIMIT", "LEGACY_GAP"]
 
@@ -103,7 +101,7 @@ class Connection:
         stream: Stream,
         *,
         name: str,
-        executor: Executor,
+        executor: WorkerPool,
         on_closed: Callable[[Connection], None],
         max_frame: int = DEFAULT_MAX_FRAME,
         max_queue: int = 10000,
@@ -124,6 +122,7 @@ class Connection:
         self.ping_interval = ping_interval
         self.legacy_timeout = legacy_timeout
         self._send_now = _nonblocking_send(stream)
+        self._plain = _plain_rx(type(carrier))  # handleRX and handleRPC as Carrier has them
         self.peer: Peer[Future[Any]] = Peer(
             name, max_frame=max_frame, max_queue=max_queue, ping_interval=ping_interval,
             legacy_timeout=legacy_timeout, direct=self._send_now is not None,
@@ -223,11 +222,16 @@ class Connection:
         return events
 
     def _do(self, events: _Events) -> None:
-        """Carry out events (with the lock released)."""
+        """Carry out events (with the lock released); calls to dispatch go to the queue together."""
+        calls: list[dict[str, Any]] = []
         for event in events:
-            if isinstance(event, Dispatch):
-                self.calls.put(event.frame)
-            elif isinstance(event, Write):
+            if type(event) is Dispatch:
+                calls.append(event.frame)
+                continue
+            if calls:
+                self.calls.put_many(calls)
+                calls = []
+            if isinstance(event, Write):
                 self._send_direct(event.data)
             elif isinstance(event, Resolve):
                 if not event.token.done():
@@ -238,20 +242,35 @@ class Connection:
                 self.close(event.reason)
             elif isinstance(event, SendPing):
                 self.call(PING, ping=True)
+        if calls:
+            self.calls.put_many(calls)
 
     # -- sending ---------------------------------------------------------------
 
     def call(self, message: dict[str, Any], timeout: float | None = None, *, ping: bool = False) -> Future[Any]:
         """Send a message that wants a reply; the future gets the reply dict."""
+        future = self._call(message, timeout, ping, True)
+        assert future is not None
+        return future
+
+    def call_nowait(self, message: dict[str, Any]) -> Future[Any] | None:
+        """Like :meth:`call`, but None at once if the queue is full or the connection closed."""
+        return self._call(message, None, False, False)
+
+    def _call(self, message: dict[str, Any], timeout: float | None, ping: bool, wait: bool) -> Future[Any] | None:
         message_id = self.peer.new_id()
         future: Future[Any] = Future()
         try:
             frame = encode(dict(message, id=message_id))  # raises TypeError/ValueError in the caller's thread
             with self._lock:
+                if not wait and (self.peer.full or self.closed.is_set()):
+                    return None
                 if len(self.peer.messages) >= self.max_queue:
                     self._wait_for_room(timeout)
                 events = self._feed(self.peer.call(frame, message_id, future, str(message.get("method")), ping=ping))
         except Exception as exc:
+            if not wait:
+                return None
             future.set_exception(exc)
             return future
         future.add_done_callback(lambda _f: self._forget(message_id))
@@ -268,14 +287,17 @@ class Connection:
 
         A 0.7.3 peer always replies, so it gets an id; a failed reply is logged.
         """
-        if not self.pipelined:
+        peer = self.peer
+        if "pipeline" not in peer.capabilities:
             self.call(message, timeout).add_done_callback(log_failed_post)
             return
         frame = encode(message)  # raises TypeError/ValueError in the caller's thread
         with self._lock:
-            if len(self.peer.messages) >= self.max_queue:
+            if len(peer.messages) >= self.max_queue:
                 self._wait_for_room(timeout)
-            self._feed(self.peer.post(frame, str(message.get("method"))))
+            events = peer.post(frame, str(message.get("method")))
+            if events or self._drainers:
+                self._feed(events)
 
     def send_reply(self, reply: dict[str, Any]) -> None:
         """Queue a reply; replies go before waiting messages and need no room."""
@@ -386,11 +408,13 @@ class Connection:
 
     def _dispatch_loop(self) -> None:
         try:
-            while True:
-                frame = self.calls.get()
-                if frame is None:
-                    break
-                self._run(frame)
+            running = True
+            while running:
+                for frame in self.calls.get_many():
+                    if frame is None:
+                        running = False
+                        break
+                    self._run(frame)
         finally:
             try:
                 self.on_closed(self)
@@ -398,13 +422,55 @@ class Connection:
                 logger.exception("[%s] disconnect handling failed", self.name)
 
     def _run(self, frame: dict[str, Any]) -> None:
-        reply = self.carrier.handleRX(self.clientid, frame)
+        carrier = self.carrier
+        plain = self._plain and carrier.callback_rx is None
+        if plain and "id" not in frame and "pipeline" in self.peer.capabilities:
+            # A notification (a signal): what handleRX would do, without the reply nobody gets.
+            method, params, methods = frame.get("method"), frame.get("params"), carrier.methods
+            fn = methods.get(method) if type(method) is str and methods else None
+            if fn is not None and type(params) is dict:
+                try:
+                    fn(self.clientid, params)
+                except Exception as exc:
+                    log_method_failure(method, self.clientid, exc)
+                return
+        reply = carrier.handleRX(self.clientid, frame)
+        if reply is not None and ("id" in frame or "pipeline" not in self.peer.capabilities):
+            self._answer(frame, reply)
+
+    def _answer(self, frame: dict[str, Any], reply: dict[str, Any] | None) -> None:
+        """Send the reply to a call that was run (none to a notification)."""
         if reply is None or not self.peer.wants_reply(frame):
             return
         data = reply_frame(reply)
         with self._lock:
             events = self._feed(self.peer.answer(frame, reply, data, time.monotonic()))
         self._do(events)
+
+    def forward(self, frame: dict[str, Any], done: Callable[[], None] | None = None) -> bool:
+        """Start a request the router only passes on (:attr:`Carrier.callback_forward`), from this thread.
+
+        Its reply is sent when it comes, then ``done()`` is called. False: nothing started (it is not
+        such a request, or the carrier handles messages its own way): run it on the pool.
+        """
+        carrier = self.carrier
+        start = carrier.callback_forward
+        if start is None or carrier.callback_rx is not None or not self._plain:
+            return False
+
+        def answer(reply: dict[str, Any]) -> None:
+            try:
+                self._answer(frame, reply)
+            finally:
+                if done is not None:
+                    done()
+
+        return start(self.clientid, frame, answer)
+
+
+def _plain_rx(cls: type[Carrier]) -> bool:
+    """Whether a carrier class handles received messages as :class:`~sig.Carrier` does (not overridden)."""
+    return cls.handleRX is Carrier.handleRX and cls.handleRPC is Carrier.handleRPC
 
 
 def _nonblocking_send(stream: Any) -> Callable[[bytes], int] | None:

@@ -34,6 +34,9 @@ DEFAULT_MAX_CALLS = 1000
 class RequestGate:
     """Counts the requests of one peer that run or wait; refuses those over ``limit``.
 
+    A request the server only passes on to another peer is started at once, on the reader
+    (:meth:`~sig._connection.Connection.forward`); it counts until its reply is sent.
+
     Attributes:
         limit: most requests at once (None: no limit).
         refused: how many requests were refused so far.
@@ -50,7 +53,8 @@ class RequestGate:
         """Run ``frame`` (a request) on the connection's pool, or answer it with an error if over the limit."""
         limit = self.limit
         if limit is None:
-            conn.executor.submit(conn._run, frame)
+            if not conn.forward(frame):
+                conn.executor.submit(conn._run, frame)
             return
         with self._lock:
             over = self.pending >= limit
@@ -68,8 +72,9 @@ class RequestGate:
                 conn.send_reply(make_reply(frame.get("id"), Status.METHOD_FAILED, exc=error))
             return
         try:
-            conn.executor.submit(self._run, conn, frame)
-        except RuntimeError:  # the pool is shut down (the carrier is stopping)
+            if not conn.forward(frame, self._done):  # passed on at once (answered later), or run on the pool
+                conn.executor.submit(self._run, conn, frame)
+        except RuntimeError:  # no worker thread could be started: the request is not run
             self._done()
 
     def _run(self, conn: Connection, frame: dict[str, Any]) -> None:
@@ -179,21 +184,42 @@ class CallQueue:
 
     def put(self, frame: Any, wait: bool = True) -> None:
         """Queue a call (``None``: the end); with ``wait``, first wait for room (see above)."""
-        with self._cond:
-            while (wait and self.limit is not None and len(self._items) >= self.limit
-                   and not self._closed.is_set() and not self._pending):
-                self._cond.wait(0.05)
-            self._items.append(frame)
-            self._cond.notify_all()
+        self.put_many([frame], wait)
+
+    def put_many(self, frames: list[Any], wait: bool = True) -> None:
+        """Queue calls in order, taking the lock (and waking the dispatcher) once when there is room."""
+        items, cond, limit = self._items, self._cond, self.limit
+        with cond:
+            if limit is None or not wait:
+                items.extend(frames)
+                cond.notify_all()
+                return
+            start, count = 0, len(frames)
+            while start < count:
+                while len(items) >= limit and not self._closed.is_set() and not self._pending:
+                    self._cond.wait(0.05)
+                room = max(limit - len(items), 1) if not (self._closed.is_set() or self._pending) else count
+                items.extend(frames[start : start + room])
+                start += room
+                cond.notify_all()
 
     def get(self) -> Any:
         """Wait for the next call and return it."""
+        return self.get_many(1)[0]
+
+    def get_many(self, most: int = 64) -> list[Any]:
+        """Wait for calls and return those queued, in order (``most`` at most)."""
+        items = self._items
         with self._cond:
-            while not self._items:
+            while not items:
                 self._cond.wait()
-            frame = self._items.popleft()
+            if len(items) <= most:
+                batch = list(items)
+                items.clear()
+            else:
+                batch = [items.popleft() for _ in range(most)]
             self._cond.notify_all()  # room for a waiting reader
-            return frame
+            return batch
 
     def wake(self) -> None:
         """Wake the waiting threads (the connection closed)."""

@@ -35,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ._codec import CAPABILITIES, DEFAULT_MAX_FRAME, BadFrame, FrameDecoder, Status, encode, is_reply, make_reply
+from ._codec import CAPABILITIES, DEFAULT_MAX_FRAME, BadFrame, FrameDecoder, Status, encode, make_reply
 from ._errors import CarrierError, ProtocolError
 
 __all__ = [
@@ -260,6 +260,11 @@ class Peer(Generic[T]):
         resolved: list[Event[T]] = []
         events: list[Event[T]] = []
         for frame in frames:
+            if type(frame) is dict:
+                method = frame.get("method")
+                if type(method) is str and method != "ping" and method != "request" and "status" not in frame:
+                    events.append(Dispatch(frame))  # the usual call (a signal ...): as receive_frame says
+                    continue
             out = self.receive_frame(frame)
             (resolved if out and isinstance(out[0], Resolve) else events).extend(out)
         return resolved + events if resolved else events
@@ -269,7 +274,7 @@ class Peer(Generic[T]):
         if isinstance(frame, BadFrame):
             logger.warning("[%s] bad frame: %s", self.name, frame.reason)
             return self.queue_reply(encode(make_reply(frame.id, Status.NO_METHOD, exc=ProtocolError(frame.reason))))
-        if is_reply(frame):
+        if "status" in frame and "method" not in frame:  # a reply (is_reply)
             message_id = frame.get("id")
             try:
                 token = self.pending.pop(message_id)
@@ -343,8 +348,15 @@ class Peer(Generic[T]):
         Raises:
             CarrierError: the connection is closed.
         """
-        self._check_open()
-        return self._queue(_Outgoing(data, None, method))
+        if self.closed:
+            self._check_open()
+        messages = self.messages
+        idle = not (messages or self.replies or self.sending)
+        if "pipeline" in self.capabilities:
+            messages.append(_Outgoing(data, None, method))  # what _queue does, for the usual case
+            return [WAKE] if idle else []  # else the writer is awake already, or wakes for what is queued
+        events = self._queue(_Outgoing(data, None, method))
+        return events if idle else []
 
     def forget(self, message_id: Any) -> list[Event[T]]:
         """Drop a call from the request table (its caller gave up, or it failed); a late reply is ignored."""

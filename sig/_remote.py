@@ -10,7 +10,7 @@ from ._codec import Status, reply_error
 from ._errors import InvalidArgumentError, RequestTimeout
 from ._ident import Ident, check_ident, check_optional_ident
 
-__all__ = ["param", "ident_param", "remote_call"]
+__all__ = ["param", "ident_param", "remote_call", "response_of"]
 
 _MISSING = object()
 
@@ -51,8 +51,13 @@ def remote_call(carrier: Carrier, clientid: ClientId, message: dict[str, Any], t
     except concurrent.futures.TimeoutError:
         future.cancel()
         raise RequestTimeout("no reply to %s in %.1f s" % (message.get("method"), timeout)) from None
+    return response_of(reply, str(message.get("method")))
+
+
+def response_of(reply: Any, what: str) -> Any:
+    """Return the response of a ``reply`` to ``what``; raise the :class:`RemoteError` of a failed one."""
     if not isinstance(reply, dict) or reply.get("status") != Status.OK:
-        raise reply_error(reply if isinstance(reply, dict) else {"status": None}, str(message.get("method")))
+        raise reply_error(reply if isinstance(reply, dict) else {"status": None}, what)
     return reply.get("response")
 
 

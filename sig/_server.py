@@ -27,6 +27,7 @@ from ._errors import (
     UnknownSenderError,
 )
 from ._event import Event, Signal
+from ._forward import Forward, start_forward
 from ._ident import Ident, check_optional_ident
 from ._remote import ident_param, param, remote_call
 from ._router import Router
@@ -154,6 +155,7 @@ class ServerRouter(Router):
         carrier.callback_client_connected = functools.partial(self._client_connected, carrier)
         carrier.callback_client_disconnected = functools.partial(self._client_disconnected, carrier)
         carrier.callback_all_clients_disconnected = functools.partial(self._all_disconnected, carrier)
+        carrier.callback_forward = functools.partial(start_forward, self, carrier)
         self.carriers.append(carrier)
         bind = getattr(carrier, "bind_router", None)
         if bind is not None:  # carriers that act on the router itself (MQTT)
@@ -224,8 +226,8 @@ class ServerRouter(Router):
             carrier, clientid = key
             for method in requests_list:
                 check_optional_ident(method, "request method")  # before it is used as a key
-                forward = functools.partial(self._forward_request, carrier, clientid, sender)
-                requests[method] = forward if method is None else functools.partial(forward, method)
+                requests[method] = Forward(self, carrier, clientid, sender) if method is None else Forward(
+                    self, carrier, clientid, sender, method)
         self.addSender(sender, events, requests=requests)  # type: ignore[arg-type]
         client.senders.append(sender)  # type: ignore[arg-type]
 
@@ -264,10 +266,15 @@ class ServerRouter(Router):
 
     def handle_signal(self, key: _Key, params: dict[str, Any]) -> None:
         """Fire an event of a sender the same client registered."""
-        info = param(params, "info", dict)
-        sender = ident_param(info, "sender")
-        event = ident_param(info, "event")
-        client = self._client(key)
+        info = params.get("info")
+        if type(info) is not dict:
+            info = param(params, "info", dict)
+        sender, event = info.get("sender"), info.get("event")
+        if type(sender) is not str:  # a str is an identifier: the common case needs no more checks
+            sender = ident_param(info, "sender")
+        if type(event) is not str:
+            event = ident_param(info, "event")
+        client = self._clients.get(key) or self._client(key)
         signal = client.signals.get((sender, event))  # type: ignore[arg-type]
         if signal is None:
             if sender not in client.senders:
@@ -281,12 +288,17 @@ class ServerRouter(Router):
 
     def handle_request(self, key: _Key, params: dict[str, Any]) -> Any:
         """Run a request on a sender, wherever it is registered, and answer its response."""
+        sender, method = self._request_target(key, params)
+        return self.request(sender, method, params.get("params"))
+
+    def _request_target(self, key: _Key, params: dict[str, Any]) -> tuple[Ident, Ident]:
+        """The sender and method of a request, checked (identifiers, ACL, size)."""
         sender = ident_param(params, "sender")
         method = ident_param(params, "method")
         self._check(key, "request", sender)
         if self.max_payload is not None and key[0].remote_peers:
             self._check_payload(params.get("params"), "request params")
-        return self.request(sender, method, params.get("params"))  # type: ignore[arg-type]
+        return sender, method  # type: ignore[return-value]
 
     # -- access and limits --------------------------------------------------------------
 

@@ -188,16 +188,19 @@ class MqttLink:
     # -- traffic --------------------------------------------------------------------
 
     def publish(
-        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, properties: Properties | None = None
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, properties: Properties | None = None,
+        now: bool = False,
     ) -> None:
-        """Queue a PUBLISH (paho is thread-safe and does not block here)."""
+        """Queue a PUBLISH (paho is thread-safe and does not block here); ``now``: write it from this
+        thread if it can be (a request or a reply, that someone waits for)."""
         client = self._client
         if client is None:
             raise CarrierError("MQTT link is stopped")
         with self._lock:
             self._outstanding += 1
         try:
-            info = client.publish(topic, payload, min(qos, self.subacks.max_qos), retain, properties)
+            publish = client.publish_now if now and isinstance(client, BatchingClient) else client.publish
+            info = publish(topic, payload, min(qos, self.subacks.max_qos), retain, properties)
         except Exception:
             self._done()
             raise

@@ -25,7 +25,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -40,6 +39,7 @@ from sig import (
     Router,
     SigError,
     UnknownSenderError,
+    WorkerPool,
 )
 
 from ._batch import JobQueue
@@ -144,7 +144,7 @@ class MqttNode:
         self._foreign = ForeignSenders(router, self.core.local, self.request, self.presence)
         self._jobs = JobQueue()  # one dispatcher wake-up per batch read by paho's thread
         self._request_workers = request_workers
-        self._requests = ThreadPoolExecutor(request_workers, thread_name_prefix="sig-mqtt-request")
+        self._requests = WorkerPool(request_workers, "sig-mqtt-request")
         self._dispatcher: threading.Thread | None = None
         self._round_trips = RoundTrips(lambda token: self.outlet.publish(self.reply_topic, encode_json({"sync": token}),
                                                                           1, False))
@@ -201,8 +201,8 @@ class MqttNode:
               brokers: list[tuple[str, int]] | None = None) -> bool:
         """Connect to the broker (or the first of ``brokers``); True once online (see :meth:`MqttLink.start`)."""
         self._leaving = False
-        if self._requests._shutdown:  # connecting again after stop()
-            self._requests = ThreadPoolExecutor(self._request_workers, thread_name_prefix="sig-mqtt-request")
+        if self._requests.closed:  # connecting again after stop()
+            self._requests = WorkerPool(self._request_workers, "sig-mqtt-request")
         if self._dispatcher is None:
             self._dispatcher = threading.Thread(target=self._dispatch_loop, name="sig-mqtt-dispatch", daemon=True)
             self._dispatcher.start()
@@ -230,7 +230,7 @@ class MqttNode:
         if dispatcher is not None and dispatcher is not threading.current_thread():
             dispatcher.join(timeout)
         self._dispatcher = None
-        self._requests.shutdown(wait=False, cancel_futures=True)
+        self._requests.shutdown()
 
     def close(self) -> None:
         """Detach from the router (after :meth:`stop`)."""
@@ -313,8 +313,8 @@ class MqttNode:
         return self.core.state(online, now_ms(), self.link.protocol)
 
     def _send(self, topic: str, payload: bytes, qos: int, retain: bool, buffer: bool = False,
-              properties: Properties | None = None) -> None:
-        self.outlet.publish(topic, payload, qos, retain, buffer, properties)
+              properties: Properties | None = None, now: bool = False) -> None:
+        self.outlet.publish(topic, payload, qos, retain, buffer, properties, now)
 
     def _publish_state(self, online: bool) -> None:
         props = None

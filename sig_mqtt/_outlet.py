@@ -51,8 +51,9 @@ class Outlet:
         self.buffer: DropOldestBuffer[Buffered] = DropOldestBuffer(buffer_size, "event", logger)
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool, buffer: bool = False,
-                properties: Properties | None = None) -> None:
-        """Publish; with ``buffer``, keep it while offline (else drop it: it is published again on connect).
+                properties: Properties | None = None, now: bool = False) -> None:
+        """Publish; with ``buffer``, keep it while offline (else drop it: it is published again on connect);
+        ``now``: written from this thread if it can be (:meth:`MqttLink.publish`).
 
         Raises:
             CarrierError: ``buffer`` and the link is down although the node is ready.
@@ -70,7 +71,7 @@ class Outlet:
         if link.outstanding() >= self.max_outstanding and threading.current_thread() is not link.network_thread:
             link.wait_writable(self.max_outstanding, 30.0)
         try:
-            link.publish(topic, payload, qos, retain, properties)
+            link.publish(topic, payload, qos, retain, properties, now)
         except ValueError as exc:
             logger.error("cannot publish on %r: %s", topic, exc)
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ssl
+import struct
 from typing import Any
 
-from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties, VariableByteIntegers
 
 from sig import ArgumentTypeError
 
-__all__ = ["Will", "make_tls_context", "properties"]
+__all__ = ["Will", "make_tls_context", "properties", "publish_properties"]
 
 
 class Will:
@@ -26,6 +28,55 @@ def properties(packet_type: int, **values: Any) -> Properties:
     for name, value in values.items():
         setattr(props, name, value)
     return props
+
+
+_TEMPLATE = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+#: The PUBLISH properties :func:`publish_properties` packs itself: identifier and how, in paho's order.
+_QUICK = {"MessageExpiryInterval": (2, "int"), "ResponseTopic": (8, "str"), "CorrelationData": (9, "bytes")}
+
+
+class _PackedProperties(Properties):
+    """PUBLISH properties whose bytes were packed when made (see :func:`publish_properties`)."""
+
+    types = _TEMPLATE.types
+    names = _TEMPLATE.names
+    properties = _TEMPLATE.properties
+
+    _packed: bytes | None
+
+    def __init__(self, packed: bytes, values: dict[str, Any]) -> None:  # not paho's: no tables built
+        object.__setattr__(self, "packetType", PacketTypes.PUBLISH)
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_packed", packed)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)  # type: ignore[no-untyped-call]
+        object.__setattr__(self, "_packed", None)  # changed: packed again by paho's code
+
+    def pack(self) -> bytes:
+        packed = self._packed
+        return super().pack() if packed is None else packed  # type: ignore[no-untyped-call]
+
+
+def publish_properties(**values: Any) -> Properties:
+    """``properties(PacketTypes.PUBLISH, **values)``, packed at once when they are among a request's
+    (Message Expiry Interval, Response Topic, Correlation Data): paho checks every name against all
+    of them on every set, and packs by walking them all, which costs more than the message itself."""
+    if not values.keys() <= _QUICK.keys():
+        return properties(PacketTypes.PUBLISH, **values)
+    parts = []
+    for name, (identifier, kind) in _QUICK.items():
+        if name not in values:
+            continue
+        value = values[name]
+        if kind == "int":
+            parts.append(struct.pack("!BL", identifier, value))
+        else:
+            data = value.encode("utf-8") if kind == "str" else bytes(value)
+            parts.append(struct.pack("!BH", identifier, len(data)) + data)
+    body = b"".join(parts)
+    return _PackedProperties(VariableByteIntegers.encode(len(body)) + body, values)  # type: ignore[no-untyped-call]
 
 
 def make_tls_context(tls: Any) -> ssl.SSLContext | None:

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from sig import compact_encoder
+
 __all__ = [
     "CONVENTION",
     "NodeState",
@@ -28,7 +30,7 @@ __all__ = [
 #: the version of docs/convention.md this package follows (the node state's ``"sig"`` field)
 CONVENTION = "1.0"
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
+_dumps = compact_encoder(ensure_ascii=False, allow_nan=True)
 _loads = json.loads
 
 

@@ -10,23 +10,21 @@ twice: the responder remembers recent ids and sends the same reply again.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from sig import CarrierError, RequestTimeout, Status, make_reply, reply_error
 
-from ._link import properties
+from ._packets import publish_properties
 from ._payload import decode_data, encode_json
 from ._topics import is_topic_name
 
@@ -38,6 +36,37 @@ logger = logging.getLogger("sig.mqtt.rpc")
 Publish = Callable[..., None]
 
 _DEDUP = 1024  # recent request ids a responder remembers
+
+
+class _Waiter:
+    """One pending request: a plain lock its requester waits on (a Future's Condition costs more on
+    both sides of the hand-off from paho's thread); the first reply or failure counts."""
+
+    __slots__ = ("_lock", "_value")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._value: dict[str, Any] | Exception | None = None
+
+    def set(self, value: dict[str, Any] | Exception) -> None:
+        if self._value is None:
+            self._value = value
+            try:
+                self._lock.release()
+            except RuntimeError:  # released already (two replies at once)
+                pass
+
+    fail = set
+
+    def wait(self, timeout: float) -> dict[str, Any] | None:
+        """The reply; None after ``timeout`` seconds; raises the failure."""
+        if not self._lock.acquire(timeout=timeout):
+            return None
+        value = self._value
+        if isinstance(value, Exception):
+            raise value
+        return value
 
 
 class Rpc:
@@ -53,9 +82,12 @@ class Rpc:
         self.reply_topic = reply_topic
         self._publish = publish
         self._protocol = protocol
-        self._pending: dict[str, Future[dict[str, Any]]] = {}
+        self._pending: dict[str, _Waiter] = {}
         self._answered: OrderedDict[tuple[Any, Any], dict[str, Any] | None] = OrderedDict()
         self._lock = threading.Lock()
+        self._nonce = uuid.uuid4().hex[:12]  # this Rpc's own: correlations never repeat across restarts
+        self._ids = itertools.count(1)
+        self._reply_topics: set[str] = set()  # reply topics found usable
 
     # -- requester ----------------------------------------------------------------------
 
@@ -66,22 +98,20 @@ class Rpc:
             RequestTimeout: no reply in ``timeout`` seconds.
             RemoteError: the reply says the far side failed.
         """
-        correlation = uuid.uuid4().hex
-        future: Future[dict[str, Any]] = Future()
-        self._pending[correlation] = future
+        correlation = "%s-%d" % (self._nonce, next(self._ids))
+        waiter = _Waiter()
+        self._pending[correlation] = waiter
         try:
             if v5:
-                props = properties(PacketTypes.PUBLISH, ResponseTopic=self.reply_topic,
-                                   CorrelationData=correlation.encode("ascii"),
-                                   MessageExpiryInterval=max(1, math.ceil(timeout)))
-                self._publish(topic, encode_json(params), 1, False, properties=props)
+                props = publish_properties(ResponseTopic=self.reply_topic, CorrelationData=correlation.encode("ascii"),
+                                           MessageExpiryInterval=max(1, math.ceil(timeout)))
+                self._publish(topic, encode_json(params), 1, False, properties=props, now=True)
             else:
                 envelope = {"id": correlation, "reply_to": self.reply_topic, "params": params}
-                self._publish(topic, encode_json(envelope), 1, False)
-            try:
-                reply = future.result(timeout)
-            except FutureTimeout:
-                raise RequestTimeout("no reply to %s in %.1f s" % (what, timeout)) from None
+                self._publish(topic, encode_json(envelope), 1, False, now=True)
+            reply = waiter.wait(timeout)
+            if reply is None:
+                raise RequestTimeout("no reply to %s in %.1f s" % (what, timeout))
         finally:
             self._pending.pop(correlation, None)
         if reply.get("status") != Status.OK:
@@ -95,17 +125,16 @@ class Rpc:
             correlation = correlation.decode("ascii", "replace")
         if correlation is None:
             correlation = body.get("id")
-        future = self._pending.get(correlation) if isinstance(correlation, str) else None
-        if future is None:
+        waiter = self._pending.get(correlation) if isinstance(correlation, str) else None
+        if waiter is None:
             logger.debug("reply to an unknown or expired request: %.100r", correlation)
-        elif not future.done():
-            future.set_result(body)
+        else:
+            waiter.set(body)
 
     def fail_all(self, error: Exception) -> None:
         """Fail every pending request (the broker is gone)."""
-        for future in list(self._pending.values()):
-            if not future.done():
-                future.set_exception(error)
+        for waiter in list(self._pending.values()):
+            waiter.fail(error)
 
     # -- responder ----------------------------------------------------------------------------
 
@@ -120,7 +149,7 @@ class Rpc:
             reply_to, request_id, params = params["reply_to"], params["id"], params.get("params")
         else:
             reply_to, request_id = response_topic, correlation
-        if not is_topic_name(reply_to):
+        if reply_to not in self._reply_topics and not self._usable(reply_to):
             # Mosquitto drops a client that publishes on such a topic (and paho would
             # send the QoS 1 reply again on every reconnect): answer nobody.
             logger.warning("%s names no usable reply topic (%.80r): answered nobody", what, reply_to)
@@ -156,15 +185,24 @@ class Rpc:
                     self._answered[key] = reply
         self._send(reply_to, reply, None if envelope else correlation)
 
+    def _usable(self, reply_to: Any) -> bool:
+        """Whether a reply can go to ``reply_to`` (remembered: requesters use the same topic again)."""
+        if not is_topic_name(reply_to):
+            return False
+        if len(self._reply_topics) >= _DEDUP:
+            self._reply_topics.clear()
+        self._reply_topics.add(reply_to)
+        return True
+
     def _send(self, reply_to: str, reply: dict[str, Any], correlation: Any) -> None:
         props = None
         if correlation is not None and self._protocol() == 5:
-            props = properties(PacketTypes.PUBLISH, CorrelationData=correlation)
+            props = publish_properties(CorrelationData=correlation)
         try:
             payload = encode_json(reply)
         except (TypeError, ValueError) as exc:
             payload = encode_json(make_reply(None, Status.METHOD_FAILED, exc=ValueError("reply is not JSON: %s" % exc)))
         try:
-            self._publish(reply_to, payload, 1, False, buffer=True, properties=props)
+            self._publish(reply_to, payload, 1, False, buffer=True, properties=props, now=True)
         except CarrierError as exc:
             logger.warning("reply to %s not sent: %s", reply_to, exc)

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from .._carrier import Carrier, ClientId
@@ -19,6 +19,7 @@ from .._codec import CAPABILITIES, DEFAULT_MAX_FRAME, Status
 from .._connection import Connection, Stream
 from .._errors import AccessDeniedError, CarrierError, InvalidArgumentError
 from .._limits import DEFAULT_MAX_CALLS, DEFAULT_MAX_PENDING_REQUESTS, QueueOverflow
+from .._pool import WorkerPool
 
 __all__ = ["StreamServerCarrier", "StreamClientCarrier"]
 
@@ -46,7 +47,7 @@ class _StreamCarrier(Carrier):
         self.max_queue = max_queue
         self.ping_interval = ping_interval
         self.call_timeout = call_timeout
-        self._executor = ThreadPoolExecutor(max_workers=request_workers, thread_name_prefix="sig-request")
+        self._executor = WorkerPool(request_workers, "sig-request")
 
     def _connection(self, clientid: ClientId) -> Connection | None:
         raise NotImplementedError
@@ -82,6 +83,11 @@ class _StreamCarrier(Carrier):
             future.set_exception(CarrierError("not connected to %r" % (clientid,)))
             return future
         return conn.call(message, timeout)
+
+    def call_nowait(self, clientid: ClientId, message: dict[str, Any]) -> Future[Any] | None:
+        """Like :meth:`call`, but None at once if not connected or the peer's queue is full."""
+        conn = self._connection(clientid)
+        return None if conn is None else conn.call_nowait(message)
 
     def post(self, clientid: ClientId, message: dict[str, Any]) -> None:
         """Send a notification (a signal): pipelined to sig peers, lock-step to 0.7.3 peers.
@@ -135,7 +141,8 @@ class StreamServerCarrier(_StreamCarrier):
         conn = self._connections.get(clientid)
         if conn is None:
             raise CarrierError("not connected to %r" % (clientid,))
-        if self.overflow.admit(conn):
+        overflow = self.overflow  # no client behind and room: admit() would say yes
+        if (not overflow._episodes and len(conn.peer.messages) < conn.max_queue) or overflow.admit(conn):
             conn.post(message, self.call_timeout)
 
     def clients(self) -> list[ClientId]:
