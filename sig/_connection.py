@@ -421,7 +421,8 @@ class Connection:
             except Exception:
                 logger.exception("[%s] disconnect handling failed", self.name)
 
-    def _run(self, frame: dict[str, Any]) -> None:
+    def _run(self, frame: dict[str, Any], done: Callable[[], None] | None = None) -> None:
+        """Run a call; ``done()`` (a request's) is called once it ran, before its reply is sent."""
         carrier = self.carrier
         plain = self._plain and carrier.callback_rx is None
         if plain and "id" not in frame and "pipeline" in self.peer.capabilities:
@@ -435,6 +436,8 @@ class Connection:
                     log_method_failure(method, self.clientid, exc)
                 return
         reply = carrier.handleRX(self.clientid, frame)
+        if done is not None:
+            done()
         if reply is not None and ("id" in frame or "pipeline" not in self.peer.capabilities):
             self._answer(frame, reply)
 
@@ -450,7 +453,7 @@ class Connection:
     def forward(self, frame: dict[str, Any], done: Callable[[], None] | None = None) -> bool:
         """Start a request the router only passes on (:attr:`Carrier.callback_forward`), from this thread.
 
-        Its reply is sent when it comes, then ``done()`` is called. False: nothing started (it is not
+        When its reply comes, ``done()`` is called and the reply sent. False: nothing started (it is not
         such a request, or the carrier handles messages its own way): run it on the pool.
         """
         carrier = self.carrier
@@ -459,11 +462,9 @@ class Connection:
             return False
 
         def answer(reply: dict[str, Any]) -> None:
-            try:
-                self._answer(frame, reply)
-            finally:
-                if done is not None:
-                    done()
+            if done is not None:
+                done()  # the place is free before the reply goes: the client may send its next one at once
+            self._answer(frame, reply)
 
         return start(self.clientid, frame, answer)
 

@@ -78,10 +78,17 @@ class RequestGate:
             self._done()
 
     def _run(self, conn: Connection, frame: dict[str, Any]) -> None:
+        finished: list[bool] = []
+
+        def done() -> None:  # once: before the reply is sent (a client may send its next request at once)
+            if not finished:
+                finished.append(True)
+                self._done()
+
         try:
-            conn._run(frame)
+            conn._run(frame, done)
         finally:
-            self._done()
+            done()
 
     def _done(self) -> None:
         with self._lock:
