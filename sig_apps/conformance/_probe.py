@@ -203,10 +203,17 @@ class _Probe:
     def rebirth(self) -> None:
         evidence = self.evidence
         root = evidence.node_topic + "/sender/"
-        wanted = [evidence.node_topic] + [root + level for level in evidence.birth_levels()]
+
+        def answered() -> bool:  # births first seen in the answer (not retained before) count too
+            wanted = [evidence.node_topic] + [root + level for level in evidence.birth_levels()]
+            return all(evidence.on(topic, since=start) for topic in wanted)
+
         start = time.monotonic()
         self.publish("%s/cmd/rebirth" % self.prefix, b"")
-        _wait(lambda: all(evidence.on(topic, since=start) for topic in wanted), self.timeout)
+        if _wait(answered, self.timeout):
+            # births first learned from the answer came right after its state: in by a round trip
+            self.round_trip()
+            _wait(answered, self.timeout)
         evidence.rebirth = (start, time.monotonic())
         self.follow_events()
 
