@@ -83,6 +83,11 @@ class WorkerPool:
             self._tasks.put(_STOP)
 
     @property
+    def waiting(self) -> int:
+        """How many tasks wait for a thread (not counting those running)."""
+        return self._tasks.qsize()
+
+    @property
     def threads(self) -> int:
         """How many worker threads were started."""
         return self._threads

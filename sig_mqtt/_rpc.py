@@ -149,7 +149,7 @@ class Rpc:
             reply_to, request_id, params = params["reply_to"], params["id"], params.get("params")
         else:
             reply_to, request_id = response_topic, correlation
-        if reply_to not in self._reply_topics and not self._usable(reply_to):
+        if not isinstance(reply_to, str) or (reply_to not in self._reply_topics and not self._usable(reply_to)):
             # Mosquitto drops a client that publishes on such a topic (and paho would
             # send the QoS 1 reply again on every reconnect): answer nobody.
             logger.warning("%s names no usable reply topic (%.80r): answered nobody", what, reply_to)

@@ -160,7 +160,7 @@ class Site:
         done = threading.Event()
         node._jobs.put(done.set)
         assert done.wait(30), "the node's dispatcher is stuck"
-        assert wait_until(lambda: node._requests._work_queue.qsize() == 0, 30)
+        assert wait_until(lambda: node._requests.waiting == 0, 30)
         node.round_trip(5.0)
 
     def check_serves_a_good_client(self) -> None:
