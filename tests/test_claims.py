@@ -240,7 +240,8 @@ def test_nodes_registering_one_name_at_the_same_moment_leave_one_owner(
         assert [observer.remoteRequest(name, "who") for _ in range(3)] == [owner] * 3
         assert answered == {owner: 3}
         for index in range(contenders):
-            if index != owner:  # a loser knows the owner, and its own requests reach it too
+            if index != owner:  # a loser knows the owner (once its held birth is in), and its requests reach it
+                assert wait_until(lambda: _owned_by(routers[index], name, owner_nid), 5.0)  # noqa: B023
                 assert routers[index].remoteRequest(name, "who") == owner
         assert answered == {owner: 3 + contenders - 1}
 
