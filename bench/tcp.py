@@ -25,7 +25,8 @@ first in even ones; fresh processes each time); every round is printed. Then iss
   trips; the responder's hand-off to a request thread and the reply's to the waiting caller: one thread
   round trip). On a quiet VM each of those costs tens of µs more than on a busy one (idle CPUs wake slowly)
 - CPU µs per signal of each party (sender, server or relay, listener; ``time.process_time`` in the
-  sender and the listener, ``/proc/PID/stat`` for the server): no goal, but less noisy than signals/s
+  sender and the listener, ``/proc/PID/stat`` for the server): no goal, but less noisy than signals/s;
+  and CPU µs per request via another client (requester, server, responder; kernel time included)
 
 Run: ``python3 bench/tcp.py [--n 100000] [--requests 2000] [--rounds 5]`` (about 30 s).
 Children are started as ``python3 bench/tcp.py --role ROLE ...`` and killed by PID at the end.
@@ -214,17 +215,26 @@ def role_sig_requester(port: int, count: int, warmup: int) -> None:
             client.remoteRequest(sender, "echo", i)
         times = []
         clock = time.perf_counter
+        if name == "client":  # the parent reads the server's and the responder's CPU around the timed part
+            report("TIMING")
+            wait_for_stdin_line(CHILD_TIMEOUT)
+        cpu = time.process_time()
         for i in range(count):
             start = clock()
             if client.remoteRequest(sender, "echo", i) != i:
                 report("ERROR", error="wrong response from %s" % sender)
                 sys.exit(1)
             times.append(clock() - start)
+        cpu = time.process_time() - cpu
+        if name == "client":
+            report("TIMED", cpu=cpu)
+            wait_for_stdin_line(CHILD_TIMEOUT)
         times.sort()
         results[name] = {
             "p50": times[len(times) // 2] * 1e3,
             "p99": times[min(len(times) - 1, int(len(times) * 0.99))] * 1e3,
             "max": times[-1] * 1e3,
+            "cpu": cpu,
         }
     report("RESULT", **results)
     carrier.disconnect()
@@ -349,7 +359,14 @@ def run_sig(n: int, requests: int, warmup: int, children: list[Child]) -> tuple[
     responder.expect("READY")
     requester = Child("sig-requester", port=port, requests=requests, warmup=warmup)
     children.append(requester)
+    requester.expect("TIMING")
+    before = (server.cpu(), responder.cpu())
+    requester.go()
+    timed = requester.expect("TIMED")
+    rtt_cpus = (timed["cpu"], server.cpu() - before[0], responder.cpu() - before[1])
+    requester.go()
     rtt = requester.expect("RESULT")
+    rtt["cpus"] = rtt_cpus
     responder.go()
     server.go()
     return result, rtt
@@ -397,6 +414,8 @@ def main() -> int:
     ]
     cpu_rows = [_pairs.Row("CPU us per signal, %s (no goal)" % side, "", lambda r, s: True, fmt="%.2f")
                 for side in ("sender (raw: NDJSON writer)", "server (raw: relay)", "listener (raw: json.loads)")]
+    cpu_rows += [_pairs.Row("CPU us per request via another client, %s (no goal)" % side, "", lambda r, s: True,
+                            fmt="%.1f") for side in ("requester", "server", "responder")]
     for round_ in range(1, args.rounds + 1):
         for kind in _pairs.order(round_):
             children: list[Child] = []
@@ -419,8 +438,10 @@ def main() -> int:
         floor_rows[0].add(None, process_rtt)
         floor_rows[1].add(None, thread_rtt)
         floor_rows[2].add(None, (2 * process_rtt + thread_rtt) / 1e3)
-        for index, row in enumerate(cpu_rows):
+        for index, row in enumerate(cpu_rows[:3]):
             row.add(raws[-1]["cpus"][index] / args.n * 1e6, sig_result["cpus"][index] / args.n * 1e6)
+        for index, row in enumerate(cpu_rows[3:]):
+            row.add(None, rtt["cpus"][index] / args.requests * 1e6)
         sigs.append(sig_result)
         rtts.append(rtt)
         print("%5d %10.0f %10.0f %9d %13d %13.3f / %.3f %15.3f / %.3f" % (

@@ -128,6 +128,7 @@ class Deadlines:
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._running = False
+        self._until = 0.0  # when the thread wakes by itself (a deadline after it needs no wake-up)
 
     def add(self, future: Future[Any], timeout: float) -> None:
         """Cancel ``future`` in ``timeout`` seconds unless it is done by then."""
@@ -140,8 +141,8 @@ class Deadlines:
             if not self._running:
                 self._running = True
                 threading.Thread(target=self._run, name="sig-deadlines", daemon=True).start()
-            elif heap[0] is entry:
-                self._cond.notify()
+            elif heap[0] is entry and entry[0] < self._until:
+                self._cond.notify()  # only an earlier deadline than the one the thread sleeps to
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -152,13 +153,16 @@ class Deadlines:
             while True:
                 while heap and heap[0][2].done():
                     heapq.heappop(heap)
+                now = time.monotonic()
                 if not heap:
+                    self._until = now + self.IDLE
                     if not self._cond.wait(self.IDLE) and not heap:
                         self._running = False
                         return
                     continue
-                wait = heap[0][0] - time.monotonic()
+                wait = heap[0][0] - now
                 if wait > 0:
+                    self._until = heap[0][0]
                     self._cond.wait(wait)
                     continue
                 future = heapq.heappop(heap)[2]

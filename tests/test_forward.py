@@ -153,3 +153,32 @@ def test_deadlines_cancel_what_is_late_drop_what_is_done_and_the_thread_ends_whe
     again: Future[Any] = Future()
     deadlines.add(again, 0.05)  # a new thread for a new deadline
     assert wait_until(again.cancelled, 5.0)
+
+
+def test_deadlines_wake_their_thread_only_for_an_earlier_deadline() -> None:
+    """A request's deadline after the one the thread sleeps to wakes nobody (one wake-up per request saved);
+    an earlier one wakes it, and is kept."""
+
+    class Counting(threading.Condition):
+        notified = 0
+
+        def notify(self, n: int = 1) -> None:
+            Counting.notified += 1
+            super().notify(n)
+
+    deadlines = Deadlines()
+    deadlines._cond = Counting()
+    first: Future[Any] = Future()
+    deadlines.add(first, 30.0)  # starts the thread, which sleeps to its deadline
+    assert wait_until(lambda: deadlines._until > 0, 5.0)
+    for _ in range(50):  # answered requests, each followed by the next: later deadlines, nobody woken
+        first.set_result("answered")
+        first = Future()
+        deadlines.add(first, 30.0)
+    assert Counting.notified == 0
+    early: Future[Any] = Future()
+    deadlines.add(early, 0.05)
+    assert wait_until(early.cancelled, 5.0)
+    assert Counting.notified == 1
+    assert not first.done()
+    first.cancel()
