@@ -28,7 +28,7 @@ from typing import Any
 from ._codec import Status, make_reply
 from ._errors import AccessDeniedError, CarrierError
 
-__all__ = ["Carrier", "ClientId", "RpcMethod", "log_failed_post", "log_method_failure", "rpc_reply"]
+__all__ = ["Carrier", "ClientId", "RpcMethod", "log_failed_post", "log_method_failure", "plain_rx", "rpc_reply"]
 
 logger = logging.getLogger("sig.carrier")
 
@@ -236,3 +236,8 @@ def log_failed_post(future: Future[Any]) -> None:
     reply = future.result()
     if reply.get("status") != Status.OK:
         logger.warning("notification failed on the far side: %s", reply.get("exception"))
+
+
+def plain_rx(cls: type[Carrier]) -> bool:
+    """Whether a carrier class handles received messages as :class:`Carrier` does (not overridden)."""
+    return cls.handleRX is Carrier.handleRX and cls.handleRPC is Carrier.handleRPC

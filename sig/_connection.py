@@ -5,7 +5,9 @@ due, the request table); the connection feeds it bytes, calls and the time under
 and carries out the events it returns after releasing the lock. It has three threads:
 
 * the *reader* reads bytes, splits frames, resolves replies at once and hands
-  calls on: ``request`` calls to the carrier's pool, everything else to
+  calls on: ``request`` calls to the carrier's pool (or, when the last of a read, it passes
+  reading on to the connection's standby reader and runs the request itself: no thread
+  wake-up on the request's way, see :mod:`sig._baton`), everything else to
 * the *dispatcher*, which runs calls one at a time in arrival order (so a
   sender's signals keep their order) and queues their replies;
 * the *writer* sends queued frames. Towards a pysig 0.7.3 peer it keeps one
@@ -15,22 +17,21 @@ and carries out the events it returns after releasing the lock. It has three thr
 Towards a sig peer, a call or reply that finds nothing queued is sent at once, without
 blocking, by the thread that makes it (one thread hand-off less per request hop).
 
-No user code ever runs on the reader, so a listener may wait for a reply
+No user code ever runs on the thread that reads, so a listener may wait for a reply
 (e.g. make a request) without dead-locking the connection that must read it.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any
 
-from ._carrier import Carrier, log_failed_post, log_method_failure
+from ._baton import Baton
+from ._carrier import Carrier, log_failed_post, log_method_failure, plain_rx
 from ._codec import DEFAULT_MAX_FRAME, BadFrame, encode
 from ._errors import CarrierError
 from ._limits import CallQueue, RequestGate
@@ -50,25 +51,13 @@ from ._peer import (
     reply_frame,
 )
 from ._pool import WorkerPool
+from ._streams import Stream, nonblocking_send
 
 __all__ = ["Stream", "Connection", "LEGACY_FRAME_LIMIT", "LEGACY_GAP"]
 
 logger = logging.getLogger("sig.connection")
 
 _Events = list[Event[Future[Any]]]
-
-
-class Stream(Protocol):
-    """What a connection needs from a byte stream (a socket, a serial port ...)."""
-
-    def recv(self, size: int) -> bytes:
-        """Block until some bytes arrive; ``b""`` at end of stream."""
-
-    def sendall(self, data: bytes) -> None:
-        """Send every byte or raise :class:`OSError`."""
-
-    def close(self) -> None:
-        """Close the stream; a ``recv`` blocked in another thread must return."""
 
 
 class Connection:
@@ -121,8 +110,8 @@ class Connection:
         self.stall_timeout = stall_timeout
         self.ping_interval = ping_interval
         self.legacy_timeout = legacy_timeout
-        self._send_now = _nonblocking_send(stream)
-        self._plain = _plain_rx(type(carrier))  # handleRX and handleRPC as Carrier has them
+        self._send_now = nonblocking_send(stream)
+        self._plain = plain_rx(type(carrier))  # handleRX and handleRPC as Carrier has them
         self.peer: Peer[Future[Any]] = Peer(
             name, max_frame=max_frame, max_queue=max_queue, ping_interval=ping_interval,
             legacy_timeout=legacy_timeout, direct=self._send_now is not None,
@@ -135,6 +124,9 @@ class Connection:
         self.requests = RequestGate()  # the carrier sets its limit
         self.calls = CallQueue(self.closed, self.peer.pending)  # the carrier sets its limit
         self._threads: list[threading.Thread] = []
+        self._baton = Baton()  # reading passed between the reader and the standby reader
+        self._standby_started = False
+        self._here: tuple[Callable[..., Any], tuple[Any, ...]] | None = None  # a request the reader runs itself
 
     # -- life cycle ------------------------------------------------------------
 
@@ -185,6 +177,7 @@ class Connection:
             self.stream.close()
         except OSError:
             pass
+        self._baton.close()
         error = CarrierError("connection %s closed: %s" % (self.name, reason))
         for future in futures:
             if not future.done():
@@ -236,8 +229,8 @@ class Connection:
             elif isinstance(event, Resolve):
                 if not event.token.done():
                     event.token.set_result(event.reply)
-            elif isinstance(event, RunRequest):
-                self.requests.submit(self, event.frame)
+            elif isinstance(event, RunRequest):  # only the reader gets these
+                self.requests.submit(self, event.frame, self._submit_here if event is events[-1] else None)
             elif isinstance(event, Close):
                 self.close(event.reason)
             elif isinstance(event, SendPing):
@@ -382,23 +375,57 @@ class Connection:
 
     # -- receiving -------------------------------------------------------------
 
-    def _read_loop(self) -> None:
+    def _read_loop(self, standby: bool = False) -> None:
+        """The reader thread, and the standby reader: each reads until it runs a request itself."""
+        while True:
+            if standby and not self._baton.wait():
+                return  # closed
+            task = self._read()
+            if task is None:
+                return
+            fn, args = task
+            try:
+                fn(*args)
+            except BaseException:
+                logger.exception("[%s] request failed", self.name)
+            del task, fn, args
+            standby = True  # and reads again once the reader passes reading on
+
+    def _read(self) -> tuple[Callable[..., Any], tuple[Any, ...]] | None:
+        """Read until the stream ends (None) or a request is to run on this thread (reading passed on)."""
         try:
             while not self.closed.is_set():
                 data = self.stream.recv(65536)
                 if not data:
                     self.close("peer closed the connection")
                     break
-                frames = self.peer.decoder.feed(data)  # only this thread decodes: no lock
+                frames = self.peer.decoder.feed(data)  # only the thread that reads decodes: no lock
                 if frames:
                     self._on_frames(frames)
+                    task = self._here
+                    if task is not None:
+                        self._here = None
+                        self._baton.pass_on()  # the standby reads on from here
+                        return task
         except OSError as exc:
             self.close("receive failed: %s" % exc)
         except Exception:
             logger.exception("[%s] reader failed", self.name)
             self.close("reader failed")
-        finally:
-            self.calls.put(None, wait=False)  # the dispatcher ends after the calls before it
+        self.calls.put(None, wait=False)  # the dispatcher ends after the calls before it
+        return None
+
+    def _submit_here(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a request (the last call of a read) on the reader, once it passed reading on; else on the pool."""
+        if self._baton.claim():
+            self._here = (fn, args)
+            return
+        if not self._standby_started and not self.closed.is_set():  # the first request starts the standby
+            self._standby_started = True
+            self._threads.append(threading.Thread(target=self._read_loop, args=(True,), daemon=True,
+                                                  name="sig-%s-rx2" % self.name))
+            self._threads[-1].start()
+        self.executor.submit(fn, *args)
 
     def _on_frames(self, frames: list[dict[str, Any] | BadFrame]) -> None:
         """Hand the frames of one read to the peer, then carry out what it says."""
@@ -467,24 +494,3 @@ class Connection:
             self._answer(frame, reply)
 
         return start(self.clientid, frame, answer)
-
-
-def _plain_rx(cls: type[Carrier]) -> bool:
-    """Whether a carrier class handles received messages as :class:`~sig.Carrier` does (not overridden)."""
-    return cls.handleRX is Carrier.handleRX and cls.handleRPC is Carrier.handleRPC
-
-
-def _nonblocking_send(stream: Any) -> Callable[[bytes], int] | None:
-    """Return ``send(data) -> bytes taken`` that never blocks, if ``stream`` wraps a plain socket."""
-    sock = getattr(stream, "sock", None)
-    flag = getattr(socket, "MSG_DONTWAIT", 0)
-    if not flag or not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket):
-        return None
-
-    def send(data: bytes) -> int:
-        try:
-            return sock.send(data, flag)
-        except (BlockingIOError, InterruptedError):
-            return 0
-
-    return send

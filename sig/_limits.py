@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._codec import Status, make_reply
@@ -49,12 +50,17 @@ class RequestGate:
         self._lock = threading.Lock()
         self._refusing = False
 
-    def submit(self, conn: Connection, frame: dict[str, Any]) -> None:
-        """Run ``frame`` (a request) on the connection's pool, or answer it with an error if over the limit."""
+    def submit(self, conn: Connection, frame: dict[str, Any],
+               run: Callable[..., None] | None = None) -> None:
+        """Run ``frame`` (a request) on the connection's pool, or answer it with an error if over the limit.
+
+        ``run(fn, *args)``, if given, runs it instead of the pool's ``submit``.
+        """
         limit = self.limit
+        run = conn.executor.submit if run is None else run
         if limit is None:
             if not conn.forward(frame):
-                conn.executor.submit(conn._run, frame)
+                run(conn._run, frame)
             return
         with self._lock:
             over = self.pending >= limit
@@ -73,7 +79,7 @@ class RequestGate:
             return
         try:
             if not conn.forward(frame, self._done):  # passed on at once (answered later), or run on the pool
-                conn.executor.submit(self._run, conn, frame)
+                run(self._run, conn, frame)
         except RuntimeError:  # no worker thread could be started: the request is not run
             self._done()
 
