@@ -161,6 +161,10 @@ class Carrier:
         """Send a message that needs no reply (a signal). The default runs :meth:`handleTX`."""
         log_failed_post(self.call(clientid, message))
 
+    def post_signal(self, clientid: ClientId, listener_id: int, info: dict[str, Any], data: Any) -> None:
+        """:meth:`post` the signal of an event to a peer's remote listener ``listener_id``."""
+        self.post(clientid, {"method": "signal", "params": {"listener_id": listener_id, "info": info, "data": data}})
+
     def isConnected(self) -> bool:
         """Tell whether the carrier can move messages now (always true unless overridden)."""
         return True

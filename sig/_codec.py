@@ -252,9 +252,14 @@ def encode(message: dict[str, Any]) -> bytes:
                         _info(info), _ENCODE(params["data"]).encode("utf-8"))
                 listener_id = params.get("listener_id")
                 if size == 3 and type(listener_id) is int:
-                    return b'{"method":"signal","params":{"listener_id":%d,"info":%b,"data":%b}}\n' % (
-                        listener_id, _info(info), _ENCODE(params["data"]).encode("utf-8"))
+                    return signal_frame(listener_id, info, params["data"])
     return (_ENCODE(message) + "\n").encode("utf-8")
+
+
+def signal_frame(listener_id: int, info: dict[str, Any], data: Any) -> bytes:
+    """The frame of a signal to a remote listener (what :func:`encode` gives for it)."""
+    return b'{"method":"signal","params":{"listener_id":%d,"info":%b,"data":%b}}\n' % (
+        listener_id, _info(info), _ENCODE(data).encode("utf-8"))
 
 
 #: One encoder for every frame: ``json.dumps`` with options builds a new one per call.

@@ -280,15 +280,18 @@ class Connection:
 
         A 0.7.3 peer always replies, so it gets an id; a failed reply is logged.
         """
-        peer = self.peer
-        if "pipeline" not in peer.capabilities:
+        if "pipeline" not in self.peer.capabilities:
             self.call(message, timeout).add_done_callback(log_failed_post)
             return
-        frame = encode(message)  # raises TypeError/ValueError in the caller's thread
+        self.post_frame(encode(message), str(message.get("method")), timeout)  # encode raises in the caller's thread
+
+    def post_frame(self, frame: bytes, method: str, timeout: float | None = None) -> None:
+        """Queue the frame of a notification to a sig peer (see :meth:`post`)."""
+        peer = self.peer
         with self._lock:
             if len(peer.messages) >= self.max_queue:
                 self._wait_for_room(timeout)
-            events = peer.post(frame, str(message.get("method")))
+            events = peer.post(frame, method)
             if events or self._drainers:
                 self._feed(events)
 

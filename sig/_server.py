@@ -60,9 +60,8 @@ class _RemoteListener:
         self.event = event
 
     def __call__(self, info: dict[str, Any], data: Any) -> None:
-        message = {"method": "signal", "params": {"listener_id": self.listener_id, "info": info, "data": data}}
         try:
-            self.carrier.post(self.clientid, message)
+            self.carrier.post_signal(self.clientid, self.listener_id, info, data)
         except CarrierError as exc:
             logger.warning("event %r:%r not forwarded to %s: %s", info.get("sender"), info.get("event"),
                            self.clientid, exc)

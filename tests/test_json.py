@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sig
-from sig._codec import encode
+from sig._codec import encode, signal_frame
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
@@ -78,3 +78,5 @@ def test_signal_frames_are_json_dumps_of_the_message_even_when_infos_repeat(
             params = {"listener_id": listener_id, **params}
         message = {"method": "signal", "params": params}
         assert encode(message) == (json.dumps(message, separators=(",", ":")) + "\n").encode()
+        if listener_id is not None:  # what a server's remote listener posts (Carrier.post_signal)
+            assert signal_frame(listener_id, info, data) == encode(message)

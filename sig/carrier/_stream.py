@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from .._carrier import Carrier, ClientId
-from .._codec import CAPABILITIES, DEFAULT_MAX_FRAME, Status
+from .._codec import CAPABILITIES, DEFAULT_MAX_FRAME, Status, signal_frame
 from .._connection import Connection, Stream
 from .._errors import AccessDeniedError, CarrierError, InvalidArgumentError
 from .._limits import DEFAULT_MAX_CALLS, DEFAULT_MAX_PENDING_REQUESTS, QueueOverflow
@@ -27,7 +27,11 @@ logger = logging.getLogger("sig.carrier.stream")
 
 
 class _StreamCarrier(Carrier):
-    """What both sides share: connection settings and the request pool."""
+    """What both sides share: connection settings and the request pool.
+
+    ``request_workers`` bounds the pool's threads; besides them, each connection may run one request
+    on the thread that read it, once it passed reading on to its standby reader (:mod:`sig._baton`).
+    """
 
     def __init__(
         self,
@@ -138,12 +142,34 @@ class StreamServerCarrier(_StreamCarrier):
         Raises:
             CarrierError: not connected.
         """
+        conn = self._admitted(clientid)
+        if conn is not None:
+            conn.post(message, self.call_timeout)
+
+    def post_signal(self, clientid: ClientId, listener_id: int, info: dict[str, Any], data: Any) -> None:
+        """:meth:`post` of a signal to a remote listener, its frame made by template (no message dict)."""
+        conn = self._admitted(clientid)
+        if conn is None:
+            return
+        if conn.pipelined:
+            conn.post_frame(signal_frame(listener_id, info, data), "signal", self.call_timeout)
+        else:
+            conn.post({"method": "signal", "params": {"listener_id": listener_id, "info": info, "data": data}},
+                      self.call_timeout)
+
+    def _admitted(self, clientid: ClientId) -> Connection | None:
+        """The connection an event goes to; None: dropped, the client is not keeping up (counted, logged).
+
+        Raises:
+            CarrierError: not connected.
+        """
         conn = self._connections.get(clientid)
         if conn is None:
             raise CarrierError("not connected to %r" % (clientid,))
         overflow = self.overflow  # no client behind and room: admit() would say yes
         if (not overflow._episodes and len(conn.peer.messages) < conn.max_queue) or overflow.admit(conn):
-            conn.post(message, self.call_timeout)
+            return conn
+        return None
 
     def clients(self) -> list[ClientId]:
         """Return the ids of the peers connected now."""
