@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from ._codec import Status, make_reply
+from ._codec import Status, make_reply, signal_message
 from ._errors import AccessDeniedError, CarrierError
 
 __all__ = ["Carrier", "ClientId", "RpcMethod", "log_failed_post", "log_method_failure", "plain_rx", "rpc_reply"]
@@ -163,7 +163,7 @@ class Carrier:
 
     def post_signal(self, clientid: ClientId, listener_id: int, info: dict[str, Any], data: Any) -> None:
         """:meth:`post` the signal of an event to a peer's remote listener ``listener_id``."""
-        self.post(clientid, {"method": "signal", "params": {"listener_id": listener_id, "info": info, "data": data}})
+        self.post(clientid, signal_message(listener_id, info, data))
 
     def isConnected(self) -> bool:
         """Tell whether the carrier can move messages now (always true unless overridden)."""

@@ -256,8 +256,13 @@ def encode(message: dict[str, Any]) -> bytes:
     return (_ENCODE(message) + "\n").encode("utf-8")
 
 
+def signal_message(listener_id: int, info: dict[str, Any], data: Any) -> dict[str, Any]:
+    """The ``signal`` notification of an event to the remote listener ``listener_id``."""
+    return {"method": "signal", "params": {"listener_id": listener_id, "info": info, "data": data}}
+
+
 def signal_frame(listener_id: int, info: dict[str, Any], data: Any) -> bytes:
-    """The frame of a signal to a remote listener (what :func:`encode` gives for it)."""
+    """The frame of :func:`signal_message` (what :func:`encode` gives for it), by template."""
     return b'{"method":"signal","params":{"listener_id":%d,"info":%b,"data":%b}}\n' % (
         listener_id, _info(info), _ENCODE(data).encode("utf-8"))
 

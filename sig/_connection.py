@@ -468,8 +468,7 @@ class Connection:
         reply = carrier.handleRX(self.clientid, frame)
         if done is not None:
             done()
-        if reply is not None and ("id" in frame or "pipeline" not in self.peer.capabilities):
-            self._answer(frame, reply)
+        self._answer(frame, reply)
 
     def _answer(self, frame: dict[str, Any], reply: dict[str, Any] | None) -> None:
         """Send the reply to a call that was run (none to a notification)."""

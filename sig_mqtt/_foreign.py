@@ -36,8 +36,7 @@ class ForeignSenders:
         presence: who hosts what (a shared sender we stop hosting may still be hosted elsewhere).
     """
 
-    def __init__(self, router: Router, local: Collection[Any], forward: Forward,
-                 presence: Presence | None = None) -> None:
+    def __init__(self, router: Router, local: Collection[Any], forward: Forward, presence: Presence) -> None:
         self.router = router
         self.local = local
         self.forward = forward
@@ -72,8 +71,7 @@ class ForeignSenders:
 
     def resume(self, sender: Any) -> None:
         """We stopped hosting shared ``sender``: it is back in the router if other nodes still host it."""
-        nid = self.presence.owner(sender) if self.presence is not None else None
-        birth = self.presence.birth(sender) if self.presence is not None else None
+        nid, birth = self.presence.owner(sender), self.presence.birth(sender)
         if nid is not None and birth is not None and sender not in self.local:
             self._connect(Change("connect", sender, nid, birth))
 

@@ -88,6 +88,11 @@ def _ident(value: Any) -> bool:
     return _number(value)
 
 
+def _ms(value: Any) -> int | None:
+    """A ``ts`` or ``since`` field: wall-clock milliseconds, an int in range, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_TS else None
+
+
 def _heartbeat(value: Any) -> float | None:
     """A ``heartbeat`` field: seconds, positive and sane, else None."""
     return float(value) if _number(value) and 0 < value <= _MAX_HEARTBEAT else None
@@ -125,12 +130,11 @@ class NodeState:
         if body is None or not isinstance(body.get("online"), bool):
             return None
         session = body.get("session")
-        ts = body.get("ts")
         proto = body.get("proto")
         return cls(
             online=body["online"],
             session=session if isinstance(session, str) else "",
-            ts=ts if isinstance(ts, int) and not isinstance(ts, bool) and 0 <= ts < _MAX_TS else None,
+            ts=_ms(body.get("ts")),
             proto=proto if proto in (4, 5) and not isinstance(proto, bool) else 5,
             heartbeat=_heartbeat(body.get("heartbeat")),
         )
@@ -194,7 +198,6 @@ class Birth:
             return None  # names a JSON value that is no pysig identifier
         session = body.get("session")
         retained = body.get("retained")
-        since = body.get("since")
         return cls(
             events=body["events"],
             requests=requests if isinstance(requests, list) else None,
@@ -203,6 +206,6 @@ class Birth:
             heartbeat=_heartbeat(body.get("heartbeat")),
             shared=body.get("shared") is True,
             pending=body.get("pending") is True,
-            since=since if isinstance(since, int) and not isinstance(since, bool) and 0 <= since < _MAX_TS else None,
+            since=_ms(body.get("since")),
             rebirth=body.get("rebirth") is True,
         )

@@ -109,7 +109,10 @@ class Presence:
 
     def alive(self, nid: str, birth: Birth) -> bool:
         """Whether ``birth`` is of node ``nid``'s current run and that node is online (not stale)."""
-        return self._alive(nid, birth)
+        node = self.nodes.get(nid)
+        if node is None or node.state is None or node.stale or not node.state.online:
+            return False
+        return node.state.session == birth.session
 
     def birth(self, sender: Any) -> Birth | None:
         """The birth of a connected sender."""
@@ -184,17 +187,11 @@ class Presence:
         advertised = node.heartbeat
         return DEFAULT_LIMIT * self.heartbeat if advertised is None else ADVERTISED_LIMIT * advertised
 
-    def _alive(self, nid: str, birth: Birth) -> bool:
-        node = self.nodes.get(nid)
-        if node is None or node.state is None or node.stale or not node.state.online:
-            return False
-        return node.state.session == birth.session
-
     def _evaluate(self, senders: list[Any], announce: bool) -> list[Change]:
         changes: list[Change] = []
         for sender in senders:
             births = self.births.get(sender, {})
-            alive = [nid for nid, birth in births.items() if self._alive(nid, birth)]
+            alive = [nid for nid, birth in births.items() if self.alive(nid, birth)]
             current = self.owners.get(sender)
             if current is not None and current in alive:
                 continue

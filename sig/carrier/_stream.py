@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from .._carrier import Carrier, ClientId
-from .._codec import CAPABILITIES, DEFAULT_MAX_FRAME, Status, signal_frame
+from .._codec import CAPABILITIES, DEFAULT_MAX_FRAME, Status, signal_frame, signal_message
 from .._connection import Connection, Stream
 from .._errors import AccessDeniedError, CarrierError, InvalidArgumentError
 from .._limits import DEFAULT_MAX_CALLS, DEFAULT_MAX_PENDING_REQUESTS, QueueOverflow
@@ -154,8 +154,7 @@ class StreamServerCarrier(_StreamCarrier):
         if conn.pipelined:
             conn.post_frame(signal_frame(listener_id, info, data), "signal", self.call_timeout)
         else:
-            conn.post({"method": "signal", "params": {"listener_id": listener_id, "info": info, "data": data}},
-                      self.call_timeout)
+            conn.post(signal_message(listener_id, info, data), self.call_timeout)
 
     def _admitted(self, clientid: ClientId) -> Connection | None:
         """The connection an event goes to; None: dropped, the client is not keeping up (counted, logged).
