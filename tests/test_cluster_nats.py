@@ -109,8 +109,13 @@ def test_member_killed_under_a_node_it_fails_over_and_events_still_cross(
     rec = Recorder()
     listener.addRemoteListener(rec.listener("event"), "thermo", "changed")
     assert wait_until(lambda: listener.carrier.isSenderConnected("thermo"), 10.0)
-    thermo.getSignal("changed").trigger(1)
-    rec.wait_for(1, 10.0)
+    # NATS may take longer than the listener's SUBACK wait to route its subscription (r30, loaded: "no
+    # SUBACK in 5.0 s", then the one event sent went nowhere): send until the first one crosses
+    started = time.monotonic()
+    while not rec.calls and time.monotonic() - started < 30.0:
+        thermo.getSignal("changed").trigger(1)
+        rec.settle(0.5)
+    rec.wait_for(1, 1.0)
 
     killed = time.monotonic()
     nats.kill(0)
